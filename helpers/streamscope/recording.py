@@ -1,0 +1,198 @@
+"""The recording format: one JSON file per HTTP exchange with an OpenAI-compatible API.
+
+A recording holds what a client sent and what came back, with enough detail to
+replay the exchange at its original pace and to say where it came from::
+
+    {
+      "streamscope_recording": 1,
+      "name": "seed-chat-count-to-100-stream",
+      "provenance": {
+        "source": "...",            # who/what produced it, in words
+        "server": "api.openai.com", # the server that answered
+        "model": "gpt-3.5-turbo-0301",
+        "date": "2023-03-03",       # when the exchange happened
+        "method": "transcribed",    # "recorded" (by streamscope) or "transcribed" (from a publication)
+        "timing_resolution_s": 0.01,
+        "notes": "..."              # what was rebuilt, and how
+      },
+      "request": {"method": "POST", "path": "/v1/chat/completions", "body": {...}},
+      "response": {
+        "status": 200,
+        "headers": {"content-type": "text/event-stream"},   # scrubbed of secrets
+        "events": [                                          # streamed responses
+          {"t": 0.1, "raw": "data: {...}\\n\\n"},
+          ...
+        ]
+        # or, for a non-streamed response:
+        # "elapsed": 3.03, "body": {...}
+      }
+    }
+
+``t`` is the arrival offset, in seconds, of the end of that event measured from the
+moment the request was sent; ``raw`` is the event's SSE text exactly as received
+(including its terminating blank line). Files are written with a fixed key order
+and one event per line, so a diff between two recordings reads line by line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+RECORDINGS_DIR = Path(__file__).parent / "recordings"
+
+# Request fields that cannot change what the model returns. Everything else in the
+# body (model, messages/prompt/input, temperature, max_tokens, n, stream,
+# stream_options, tools, ...) must match for a recording to answer a request.
+IGNORED_REQUEST_FIELDS = frozenset({"user", "metadata", "store", "safety_identifier", "prompt_cache_key"})
+
+_PROVENANCE_KEYS = ("source", "server", "model", "date", "method", "timing_resolution_s", "notes")
+
+
+class RecordingError(ValueError):
+    """A recording file is missing, unreadable or not in the recording format."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One SSE event: when its last byte arrived and its raw text."""
+
+    t: float
+    raw: str
+
+
+@dataclass
+class Recording:
+    """One request and the response it got, streamed or not."""
+
+    name: str
+    provenance: dict[str, Any]
+    request: dict[str, Any]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    events: list[Event] | None = None
+    body: Any = None
+    elapsed: float | None = None
+
+    @property
+    def streamed(self) -> bool:
+        return self.events is not None
+
+    @property
+    def path(self) -> str:
+        return self.request["path"]
+
+    @property
+    def label(self) -> str:
+        """A one-line provenance label, shown beside every figure drawn from it."""
+        p = self.provenance
+        verb = "recorded from" if p.get("method") == "recorded" else "transcribed from"
+        where = p.get("source") if p.get("method") != "recorded" else p.get("server")
+        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}"
+
+    def match_key(self) -> str:
+        return match_key(self.path, self.request.get("body") or {})
+
+    def sse_bytes(self) -> bytes:
+        """The whole streamed response body, as the server sent it."""
+        if self.events is None:
+            raise RecordingError(f"{self.name} is not a streamed response")
+        return "".join(e.raw for e in self.events).encode()
+
+    # --- serialisation ---------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        response: dict[str, Any] = {"status": self.status, "headers": dict(self.headers)}
+        if self.events is not None:
+            response["events"] = [{"t": e.t, "raw": e.raw} for e in self.events]
+        else:
+            response["elapsed"] = self.elapsed
+            response["body"] = self.body
+        provenance = {k: self.provenance[k] for k in _PROVENANCE_KEYS if k in self.provenance}
+        provenance.update({k: v for k, v in self.provenance.items() if k not in provenance})
+        return {
+            "streamscope_recording": FORMAT_VERSION,
+            "name": self.name,
+            "provenance": provenance,
+            "request": self.request,
+            "response": response,
+        }
+
+    def dumps(self) -> str:
+        """Serialise with a fixed key order and one SSE event per line."""
+        data = self.to_dict()
+        events = data["response"].pop("events", None)
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        if events is None:
+            return text + "\n"
+        lines = ",\n".join(
+            "      " + json.dumps(e, ensure_ascii=False, separators=(", ", ": ")) for e in events
+        )
+        # The response object is last in the file, so its closing braces end the text.
+        head, tail = text.rsplit("\n  }\n}", 1)
+        assert tail == ""
+        return f'{head},\n    "events": [\n{lines}\n    ]\n  }}\n}}\n'
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.dumps(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Recording:
+        try:
+            if data.get("streamscope_recording") != FORMAT_VERSION:
+                raise RecordingError(
+                    f"{source}: not a streamscope recording (format version "
+                    f"{data.get('streamscope_recording')!r}, expected {FORMAT_VERSION})"
+                )
+            response = data["response"]
+            events = response.get("events")
+            return cls(
+                name=data["name"],
+                provenance=dict(data["provenance"]),
+                request=dict(data["request"]),
+                status=int(response.get("status", 200)),
+                headers=dict(response.get("headers", {})),
+                events=None if events is None else [Event(float(e["t"]), str(e["raw"])) for e in events],
+                body=response.get("body"),
+                elapsed=response.get("elapsed"),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RecordingError(f"{source}: malformed recording ({exc!r})") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recording:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RecordingError(f"cannot read recording {path}: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+
+def match_key(path: str, body: Mapping[str, Any]) -> str:
+    """The identity of a request for replay: its path and its output-changing fields."""
+    relevant = {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
+    path = "/" + path.strip("/")
+    if not path.startswith("/v1/"):
+        path = "/v1" + path
+    return path + " " + json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+
+
+def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recording]:
+    for path in sorted(Path(directory).glob("*.json")):
+        yield Recording.load(path)
+
+
+def load_recording(name: str, directory: str | Path = RECORDINGS_DIR) -> Recording:
+    """Load a recording by name (its file stem) from the package's recordings."""
+    path = Path(directory) / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(Path(directory).glob("*.json"))) or "none"
+        raise RecordingError(f"no recording named {name!r}; recorded: {known}")
+    return Recording.load(path)

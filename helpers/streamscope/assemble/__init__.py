@@ -1,0 +1,39 @@
+"""Turning a stream into the object the same request returns without streaming.
+
+Feed an `Assembler` the events of a stream as they arrive: parsed JSON dicts, or the
+SDK's own objects (``ChatCompletionChunk``, ``Completion``, Responses events) while
+iterating a ``stream=True`` call. At any moment `Assembler.snapshot` gives the object
+so far, in OpenAI's final shape, and `Assembler.result` says whether the stream
+arrived in full::
+
+    asm = Assembler()
+    for chunk in client.chat.completions.create(..., stream=True):
+        asm.feed(chunk)
+    asm.result().object   # a chat.completion dict
+
+The kind of stream (``chat.completion``, legacy ``text_completion``, or a Responses
+``response``) is recognised from its events. `assemble_sse` does the same from a raw
+SSE response body, and `assemble_events` from any iterable of events, keeping what
+arrived when the iteration breaks.
+
+"Complete" is about the transport: the server sent everything it meant to send.
+A chat stream is complete when every choice has a ``finish_reason`` (and, read from
+raw SSE, ``data: [DONE]`` arrived); a Responses stream when its terminal event
+arrived. A response cut by ``max_tokens`` (``finish_reason: "length"``, or
+``response.incomplete``) is a complete stream of a truncated answer. A stream that
+carried an error is never complete; its ``error`` is kept and its message is the
+``reason``. Nothing that arrived is dropped.
+"""
+
+from ._assembler import Assembler, AssembleResult, StreamFormatError, assemble_events
+from ._cli import cli_assemble
+from ._from_sse import assemble_sse
+
+__all__ = [
+    "AssembleResult",
+    "Assembler",
+    "StreamFormatError",
+    "assemble_events",
+    "assemble_sse",
+    "cli_assemble",
+]

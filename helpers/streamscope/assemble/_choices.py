@@ -1,0 +1,248 @@
+"""Accumulating ``chat.completion.chunk`` and legacy ``text_completion`` chunks.
+
+Both streams are a series of chunks whose ``choices`` are keyed by ``index``; a chat
+choice carries a ``delta`` to merge into its message, a completions choice a piece of
+``text``. The result is the object the same request would have returned without
+streaming: ``chat.completion`` or ``text_completion``.
+
+Rules that differ from a naive (or the SDK's) merge, each from a real server:
+
+- Tool calls merge by ``tool_calls[].index`` within their choice. ``id``, ``type`` and
+  ``function.name`` are kept once: llama-cpp-python repeats them on every delta, and
+  concatenating them (as the SDK's ``accumulate_delta`` does) gives
+  ``get_weatherget_weather``. ``arguments`` are concatenated.
+- Azure's first chunk has ``choices: []``, empty ``id``/``model`` and
+  ``prompt_filter_results``; ``id``, ``created`` and ``model`` are therefore taken from
+  the first chunk that has them. A choice's ``content_filter_results`` keeps the latest
+  non-empty verdict (Azure sends one per chunk and ``{}`` on the closing chunk).
+- ``usage``, ``system_fingerprint`` and ``service_tier`` keep their last non-null value
+  (with ``include_usage`` the usage rides on a final chunk with ``choices: []``).
+- A delta field we do not know, holding text (``reasoning_content`` from vLLM or
+  DeepSeek), is concatenated into the message under its own name; other unknown
+  fields are ignored.
+
+Strings are collected as lists of pieces and joined by `snapshot`, so feeding stays
+linear in the stream's length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._objects import fields, plain
+
+_HEAD_FIRST = ("id", "created", "model")
+_HEAD_LAST = ("system_fingerprint", "service_tier", "usage", "prompt_filter_results")
+_DELTA_KNOWN = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
+
+
+class _Call:
+    """One tool call (or the legacy ``function_call``) being assembled."""
+
+    __slots__ = ("arguments", "id", "name", "type")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.type: str | None = None
+        self.name: str | None = None
+        self.arguments: list[str] = []
+
+    def merge(self, delta: dict[str, Any]) -> None:
+        function = delta.get("function")
+        if function is not None:
+            delta = {**delta, **fields(function)}
+        if not self.id:
+            self.id = delta.get("id") or None
+        if not self.type:
+            self.type = delta.get("type") or None
+        if not self.name:
+            self.name = delta.get("name") or None
+        arguments = delta.get("arguments")
+        if arguments:
+            self.arguments.append(arguments)
+
+    def function(self) -> dict[str, Any]:
+        return {"name": self.name or "", "arguments": "".join(self.arguments)}
+
+
+class _Choice:
+    """The state of one choice: its message (or text) so far, logprobs and finish reason."""
+
+    __slots__ = (
+        "content",
+        "extra",
+        "filter_results",
+        "finish_reason",
+        "function_call",
+        "logprobs",
+        "refusal",
+        "role",
+        "tool_calls",
+    )
+
+    def __init__(self) -> None:
+        self.role: str | None = None
+        self.content: list[str] | None = None
+        self.refusal: list[str] | None = None
+        self.tool_calls: dict[int, _Call] = {}
+        self.function_call: _Call | None = None
+        self.extra: dict[str, list[str]] = {}
+        self.logprobs: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.filter_results: Any = None
+
+    def merge_delta(self, delta: dict[str, Any]) -> None:
+        for key, value in delta.items():
+            if value is None:
+                continue
+            if key == "content":
+                if self.content is None:
+                    self.content = [value]
+                else:
+                    self.content.append(value)
+            elif key == "role":
+                self.role = self.role or value
+            elif key == "tool_calls":
+                for call in value:
+                    call = fields(call)
+                    index = call.get("index") or 0
+                    state = self.tool_calls.get(index)
+                    if state is None:
+                        state = self.tool_calls[index] = _Call()
+                    state.merge(call)
+            elif key == "refusal":
+                if self.refusal is None:
+                    self.refusal = [value]
+                else:
+                    self.refusal.append(value)
+            elif key == "function_call":
+                if self.function_call is None:
+                    self.function_call = _Call()
+                self.function_call.merge(fields(value))
+            elif isinstance(value, str) and key not in _DELTA_KNOWN:
+                self.extra.setdefault(key, []).append(value)
+
+    def merge_logprobs(self, logprobs: dict[str, Any]) -> None:
+        # Chat logprobs hold lists under "content"/"refusal"; legacy completions hold
+        # parallel lists (tokens, token_logprobs, top_logprobs, text_offset). Both extend.
+        mine = self.logprobs
+        if mine is None:
+            self.logprobs = {k: list(plain(v)) if isinstance(v, list) else v for k, v in logprobs.items()}
+            return
+        for key, value in logprobs.items():
+            if value:
+                if mine.get(key) is None:
+                    mine[key] = []
+                mine[key].extend(plain(value))
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": self.role or "assistant",
+            "content": None if self.content is None else "".join(self.content),
+            "refusal": None if self.refusal is None else "".join(self.refusal),
+        }
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id or "", "type": call.type or "function", "function": call.function()}
+                for _, call in sorted(self.tool_calls.items())
+            ]
+        if self.function_call is not None:
+            message["function_call"] = self.function_call.function()
+        for key, pieces in self.extra.items():
+            message[key] = "".join(pieces)
+        return message
+
+
+class ChoicesAccumulator:
+    """Builds a ``chat.completion`` or ``text_completion`` from its stream chunks."""
+
+    def __init__(self) -> None:
+        self._head: dict[str, Any] = {}
+        self._head_complete = False
+        self._object = ""
+        self._choices: dict[int, _Choice] = {}
+        self.error: dict[str, Any] | None = None
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        head = self._head
+        if not self._head_complete:
+            for key in _HEAD_FIRST:
+                if not head.get(key) and chunk.get(key):
+                    head[key] = chunk[key]
+            self._head_complete = all(head.get(key) for key in _HEAD_FIRST)
+        if not self._object:
+            self._object = chunk.get("object") or ""
+        for key in _HEAD_LAST:
+            value = chunk.get(key)
+            if value is not None:
+                head[key] = plain(value)
+        for choice in chunk.get("choices") or ():
+            choice = fields(choice)
+            index = choice.get("index") or 0
+            state = self._choices.get(index)
+            if state is None:
+                state = self._choices[index] = _Choice()
+            delta = choice.get("delta")
+            if delta is not None:
+                state.merge_delta(fields(delta))
+            text = choice.get("text")
+            if text is not None:
+                if state.content is None:
+                    state.content = [text]
+                else:
+                    state.content.append(text)
+            logprobs = choice.get("logprobs")
+            if logprobs is not None:
+                state.merge_logprobs(fields(logprobs))
+            finish_reason = choice.get("finish_reason")
+            if finish_reason:
+                state.finish_reason = finish_reason
+            filter_results = choice.get("content_filter_results")
+            if filter_results:
+                state.filter_results = plain(filter_results)
+
+    @property
+    def is_text_completion(self) -> bool:
+        return self._object == "text_completion"
+
+    def snapshot(self) -> dict[str, Any]:
+        head = self._head
+        text = self.is_text_completion
+        obj: dict[str, Any] = {
+            "id": head.get("id", ""),
+            "object": "text_completion" if text else "chat.completion",
+            "created": head.get("created", 0),
+            "model": head.get("model", ""),
+            "choices": [self._choice(i, c, text) for i, c in sorted(self._choices.items())],
+            "usage": head.get("usage"),
+            "system_fingerprint": head.get("system_fingerprint"),
+        }
+        for key in ("service_tier", "prompt_filter_results"):
+            if key in head:
+                obj[key] = head[key]
+        return obj
+
+    @staticmethod
+    def _choice(index: int, state: _Choice, text: bool) -> dict[str, Any]:
+        if text:
+            choice: dict[str, Any] = {"text": "".join(state.content or ()), "index": index}
+        else:
+            choice = {"index": index, "message": state.message()}
+        choice["logprobs"] = state.logprobs
+        choice["finish_reason"] = state.finish_reason
+        if state.filter_results is not None:
+            choice["content_filter_results"] = state.filter_results
+        return choice
+
+    def incomplete_reason(self, done: bool, require_done: bool) -> str | None:
+        """Why the stream looks cut short, or None if it arrived in full."""
+        reasons = []
+        if not self._choices:
+            reasons.append("no choice arrived")
+        unfinished = [str(i) for i, c in sorted(self._choices.items()) if not c.finish_reason]
+        if unfinished:
+            which = "choice " if len(unfinished) == 1 else "choices "
+            reasons.append(which + ", ".join(unfinished) + " ended without a finish_reason")
+        if require_done and not done:
+            reasons.append("the stream ended before data: [DONE]")
+        return "; ".join(reasons) or None

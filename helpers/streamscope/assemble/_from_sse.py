@@ -1,0 +1,64 @@
+"""Assembling a raw SSE response body: SSE decoding, JSON parsing, then the `Assembler`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+
+from ..sse import ServerSentEvent, SSEDecoder
+from ._assembler import DONE, Assembler, AssembleResult, StreamFormatError
+
+
+def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
+    """Assemble a raw SSE response body, whole or as the pieces the network delivered.
+
+    Raises `StreamFormatError` when the input is not an SSE stream of JSON events.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    pieces: Iterable[bytes] = [bytes(data)] if isinstance(data, (bytes, bytearray, memoryview)) else data
+    decoder = SSEDecoder()
+    assembler = Assembler(require_done=True)
+    seen = 0
+    for piece in pieces:
+        seen = _feed_sse(assembler, decoder.feed(piece), seen)
+    cut = False
+    try:
+        seen = _feed_sse(assembler, decoder.close(), seen)
+    except StreamFormatError:
+        if not seen:
+            raise
+        cut = True  # the stream stopped inside its last event
+    if not seen:
+        raise StreamFormatError("no SSE data events in the input")
+    result = assembler.result()
+    if cut:
+        reason = "; ".join(filter(None, [result.reason, "the stream ended inside an event"]))
+        result = replace(result, complete=False, reason=reason)
+    return result
+
+
+def _feed_sse(assembler: Assembler, events: list[ServerSentEvent], seen: int) -> int:
+    loads = json.loads
+    for sse in events:
+        data = sse.data
+        if not data or data.isspace():
+            continue
+        seen += 1
+        if data.startswith(DONE):
+            assembler.feed(DONE)
+            continue
+        try:
+            payload = loads(data)
+        except ValueError:
+            raise StreamFormatError(f"event {seen} is not JSON: {data[:60]!r}", assembler.result()) from None
+        if type(payload) is not dict:
+            raise StreamFormatError(f"event {seen} is not a JSON object: {data[:60]!r}", assembler.result())
+        if sse.event == "error" and "type" not in payload and "error" not in payload:
+            payload = {"error": payload}
+        try:
+            assembler.feed(payload)
+        except StreamFormatError as exc:
+            raise StreamFormatError(f"event {seen}: {exc}", assembler.result()) from None
+    return seen

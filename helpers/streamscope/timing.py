@@ -394,7 +394,9 @@ CONVENTIONS: dict[str, Convention] = {
             "TTFT: first event with non-empty choices (a role-only chunk counts). ITL: one gap "
             "per later choices-bearing event (per chunk, not per token). E2EL: the last "
             "choices-bearing event (the include_usage chunk does not count). TPOT: "
-            "(E2EL - TTFT) / (output tokens - 1); output tokens from usage, tokenizer as fallback.",
+            "(E2EL - TTFT) / (output tokens - 1); output tokens from usage, tokenizer as fallback. "
+            "tokens/s: output tokens / E2EL, the one-request case of its output_throughput "
+            "(total output tokens / benchmark duration).",
             "vllm/benchmarks/lib/endpoint_request_func.py async_request_openai_chat_completions "
             "(ttft, itl, latency); vllm/benchmarks/serve.py calculate_metrics (tpot)",
             _vllm,
@@ -405,7 +407,8 @@ CONVENTIONS: dict[str, Convention] = {
             "E2EL (request latency): the last non-empty response. TPOT (its per-request "
             "inter_token_latency): (E2EL - TTFT) / (output tokens - 1). ITL list: gaps "
             "between non-empty responses (genai-perf's chunked ITL divides each by the "
-            "response's token count, 1 for OpenAI's one-token chunks).",
+            "response's token count, 1 for OpenAI's one-token chunks). tokens/s: its "
+            "output_token_throughput_per_request, output tokens / E2EL.",
             "triton-inference-server/perf_analyzer genai-perf/genai_perf/profile_data_parser/"
             "llm_profile_data_parser.py LLMProfileDataParser._parse_requests, _preprocess_response",
             _genai_perf,
@@ -415,7 +418,8 @@ CONVENTIONS: dict[str, Convention] = {
             "TTFT: first non-empty delta.content. ITL list: time_to_next_token, whose first "
             "entry is the TTFT itself, then gaps between content chunks. TPOT (its "
             "inter_token_latency_s): sum of that list / output tokens, so it includes the TTFT. "
-            "E2EL: when the stream loop ended.",
+            "E2EL: when the stream loop ended. tokens/s: its request_output_throughput, "
+            "output tokens / E2EL.",
             "ray-project/llmperf src/llmperf/ray_clients/openai_chat_completions_client.py "
             "OpenAIChatCompletionsClient.llm_request; token_benchmark_ray.py "
             "get_token_throughput_latencies (divides by the tokenizer's output count)",

@@ -27,6 +27,8 @@ from functools import cached_property
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .sse import SSEDecoder
+
 if TYPE_CHECKING:
     from .recording import Recording
 
@@ -93,12 +95,6 @@ def _model_of(chunk: Any) -> str | None:
     if model is None and isinstance(_get(chunk, "type"), str):
         model = _get(_get(chunk, "response"), "model")
     return model or None
-
-
-def _sse_data(raw: str) -> str | None:
-    """The data of one raw SSE event (its ``data:`` lines joined), or None if it has none."""
-    lines = [line[5:].removeprefix(" ") for line in raw.splitlines() if line.startswith("data:")]
-    return "\n".join(lines) if lines else None
 
 
 @dataclass(frozen=True)
@@ -236,18 +232,25 @@ class Timeline:
             raise ValueError(f"recording {recording.name} is not a streamed response")
         offsets: list[float] = []
         chunks: list[Any] = []
-        for index, event in enumerate(recording.events):
-            data = _sse_data(event.raw)
-            if data is None or data == "[DONE]":
-                continue
+
+        def take(data: str, index: int, t: float) -> None:
+            if data == "[DONE]":
+                return
             try:
                 chunks.append(json.loads(data))
             except json.JSONDecodeError:
                 raise ValueError(
-                    f"recording {recording.name}: event {index} (t={event.t}) has data that is not JSON: "
+                    f"recording {recording.name}: event {index} (t={t}) has data that is not JSON: "
                     f"{data[:60]!r}"
                 ) from None
-            offsets.append(event.t)
+            offsets.append(t)
+
+        decoder = SSEDecoder()
+        for index, event in enumerate(recording.events):
+            for sse in decoder.feed(event.raw.encode()):
+                take(sse.data, index, event.t)
+        for sse in decoder.close():  # a last event the recording cut short
+            take(sse.data, len(recording.events) - 1, recording.events[-1].t)
         end = recording.events[-1].t if recording.events else None
         return cls(offsets, chunks, end=end)
 

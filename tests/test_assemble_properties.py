@@ -1,0 +1,148 @@
+"""Properties of SSE assembly over the recorded corpus, with hypothesis.
+
+- However the bytes are split into network reads (inside a UTF-8 character too), the
+  result is the same.
+- Any legal framing of the same events (LF, CRLF or CR line ends, mixed; a BOM;
+  comment, id, retry, unknown-field and extra blank lines) gives the same result.
+- A stream truncated after any event gives the result of that prefix of events,
+  marked incomplete; truncated anywhere, it never raises once an event has arrived.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from streamscope.assemble import Assembler, AssembleResult, StreamFormatError, assemble_sse
+from test_assemble_conformance import NO_CORPUS, STREAMS
+
+pytestmark = pytest.mark.skipif(not STREAMS, reason=NO_CORPUS)
+PROPERTY = settings(max_examples=60, deadline=None)
+
+streams = st.sampled_from(STREAMS or [Path("/nonexistent")])
+
+
+@functools.cache
+def raw_of(path: Path) -> bytes:
+    raw = path.read_bytes()
+    assert b"\r" not in raw  # the corpus is LF-framed: the tests below rewrite that framing
+    return raw
+
+
+@functools.cache
+def whole(path: Path) -> AssembleResult:
+    return assemble_sse(raw_of(path))
+
+
+def event_ends(raw: bytes) -> list[int]:
+    """The offsets just after each event's terminating blank line."""
+    ends, at = [], raw.find(b"\n\n")
+    while at != -1:
+        ends.append(at + 2)
+        at = raw.find(b"\n\n", at + 2)
+    return ends
+
+
+@functools.cache
+def prefix_result(path: Path, events: int) -> AssembleResult:
+    """The result of feeding the first ``events`` payloads straight to an Assembler."""
+    raw = raw_of(path)
+    assembler = Assembler(require_done=True)
+    for block in raw[: event_ends(raw)[events - 1]].split(b"\n\n")[:events] if events else []:
+        data = block.split(b"data: ", 1)[1].decode()
+        assembler.feed(data if data.startswith("[DONE]") else json.loads(data))
+    return assembler.result()
+
+
+@st.composite
+def splits(draw: st.DrawFn) -> tuple[Path, list[bytes]]:
+    path = draw(streams)
+    raw = raw_of(path)
+    inside_chars = [i for i in range(1, len(raw)) if raw[i] & 0xC0 == 0x80]  # UTF-8 continuation bytes
+    cuts = draw(st.lists(st.integers(0, len(raw)), max_size=40))
+    if inside_chars:
+        cuts += draw(st.lists(st.sampled_from(inside_chars), max_size=5))
+    bounds = [0, *sorted(set(cuts)), len(raw)]
+    return path, [raw[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@PROPERTY
+@given(splits())
+def test_any_split_into_reads_gives_the_same_result(case: tuple[Path, list[bytes]]) -> None:
+    path, pieces = case
+    assert assemble_sse(iter(pieces)) == whole(path)
+
+
+EXTRA_LINES = [b": keep-alive", b":", b"id: 42", b"retry: 3000", b"x-unknown: 1", b"noise", b""]
+
+
+@st.composite
+def reframed(draw: st.DrawFn) -> tuple[Path, bytes]:
+    path = draw(streams)
+    lines = raw_of(path).split(b"\n")[:-1]  # every line ends with LF
+    out = [b"\xef\xbb\xbf"] if draw(st.booleans()) else []
+    previous_end = b""
+    for line in lines:
+        for extra in draw(st.lists(st.sampled_from(EXTRA_LINES), max_size=2)):
+            previous_end = _append(out, extra, draw(st.sampled_from([b"\n", b"\r\n", b"\r"])), previous_end)
+        previous_end = _append(out, line, draw(st.sampled_from([b"\n", b"\r\n", b"\r"])), previous_end)
+    return path, b"".join(out)
+
+
+def _append(out: list[bytes], line: bytes, end: bytes, previous_end: bytes) -> bytes:
+    if previous_end == b"\r" and not line and end == b"\n":
+        end = b"\r\n"  # CR then an empty LF line would read as one CRLF: a different stream
+    out += [line, end]
+    return end
+
+
+@PROPERTY
+@given(reframed())
+def test_any_legal_framing_gives_the_same_result(case: tuple[Path, bytes]) -> None:
+    path, raw = case
+    assert assemble_sse(raw) == whole(path)
+
+
+@PROPERTY
+@given(streams, st.data())
+def test_truncation_after_an_event_gives_the_prefix_result_marked_incomplete(
+    path: Path, data: st.DataObject
+) -> None:
+    raw = raw_of(path)
+    ends = event_ends(raw)
+    events = data.draw(st.integers(1, len(ends)))
+    result = assemble_sse(raw[: ends[events - 1]])
+    expected = prefix_result(path, events)
+    assert result.object == expected.object
+    if events < len(ends):
+        assert not result.complete
+        assert result.reason
+    else:
+        assert result == whole(path)
+
+
+@PROPERTY
+@given(streams, st.data())
+def test_truncation_anywhere_keeps_every_whole_event(path: Path, data: st.DataObject) -> None:
+    raw = raw_of(path)
+    cut = data.draw(st.integers(0, len(raw)))
+    before = sum(1 for end in event_ends(raw) if end <= cut)
+    try:
+        result = assemble_sse(raw[:cut])
+    except StreamFormatError:
+        assert before == 0  # nothing whole arrived, and not even the start of a JSON event
+        return
+    ends = event_ends(raw)
+    # An event whose data line arrived whole (its blank line did not) counts too.
+    candidates = [prefix_result(path, n).object for n in {before, min(before + 1, len(ends))}]
+    assert result.object in candidates
+    if cut < ends[-1] - 2:  # the last event's data line is not all there
+        assert not result.complete
+        assert result.reason
+    else:
+        assert result == whole(path)

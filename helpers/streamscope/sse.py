@@ -97,16 +97,16 @@ class SSEDecoder:
 
     def _process(self, lines: list[bytes]) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
+        data = self._data
         for line in lines:
-            if not line:
-                if self._data:
+            if line[:6] == b"data: ":  # by far the most common line: handled first
+                data.append(line[6:].decode("utf-8", "replace"))
+            elif not line:
+                if data:
                     events.append(self._dispatch())
                 else:
                     self._event = ""
                     self._retry = None
-            elif line[:5] == b"data:":
-                value = line[6:] if line[5:6] == b" " else line[5:]
-                self._data.append(value.decode("utf-8", "replace"))
             elif line[:1] != b":":
                 self._field(line)
         return events
@@ -115,7 +115,7 @@ class SSEDecoder:
         name, colon, value = line.partition(b":")
         if colon and value[:1] == b" ":
             value = value[1:]
-        if name == b"data":  # "data" with no colon: an empty data line
+        if name == b"data":
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
@@ -128,7 +128,7 @@ class SSEDecoder:
     def _dispatch(self) -> ServerSentEvent:
         data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
         event = ServerSentEvent(self._event or "message", data, self._last_id, self._retry)
-        self._data = []
+        self._data.clear()
         self._event = ""
         self._retry = None
         return event

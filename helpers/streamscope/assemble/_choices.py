@@ -177,14 +177,15 @@ class ChoicesAccumulator:
             if value is not None:
                 head[key] = plain(value)
         for choice in chunk.get("choices") or ():
-            choice = fields(choice)
+            if type(choice) is not dict:
+                choice = fields(choice)
             index = choice.get("index") or 0
             state = self._choices.get(index)
             if state is None:
                 state = self._choices[index] = _Choice()
             delta = choice.get("delta")
             if delta is not None:
-                state.merge_delta(fields(delta))
+                state.merge_delta(delta if type(delta) is dict else fields(delta))
             text = choice.get("text")
             if text is not None:
                 if state.content is None:

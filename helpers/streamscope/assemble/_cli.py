@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from ._assembler import StreamFormatError
 from ._from_sse import assemble_sse
@@ -23,7 +22,11 @@ def _say(message: str) -> None:
 
 def cli_assemble(path: str) -> int:
     try:
-        body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            body = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as file:  # not pathlib: it costs the command's startup ~6 ms
+                body = file.read()
     except OSError as exc:
         _say(f"cannot read {path}: {exc.strerror or exc}")
         return EXIT_BAD_INPUT

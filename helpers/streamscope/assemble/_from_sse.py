@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import replace
 
 from ..sse import ServerSentEvent, SSEDecoder
 from ._assembler import DONE, Assembler, AssembleResult, StreamFormatError
@@ -38,7 +37,7 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
     result = assembler.result()
     if cut:
         reason = "; ".join(filter(None, [result.reason, "the stream ended inside an event"]))
-        result = replace(result, complete=False, reason=reason)
+        result = result._replace(complete=False, reason=reason)
     return result
 
 
@@ -46,12 +45,14 @@ def _feed_sse(assembler: Assembler, events: list[ServerSentEvent], seen: int) ->
     loads = json.loads
     for sse in events:
         data = sse.data
-        if not data or data.isspace():
-            continue
+        if data[:1] != "{":  # not the usual JSON object: [DONE], a blank event, or not JSON
+            if not data.strip():
+                continue
+            if data.startswith(DONE):
+                assembler.feed(DONE)
+                seen += 1
+                continue
         seen += 1
-        if data.startswith(DONE):
-            assembler.feed(DONE)
-            continue
         try:
             payload = loads(data)
         except ValueError:

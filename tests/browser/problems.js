@@ -1,0 +1,35 @@
+// What a user would see as broken once the run is over, per code cell (numbered from 1 in page
+// order, with its prompt), and any dialog left open on the page.
+() => {
+  const problems = [];
+  const clip = (text) => text.trim().replace(/\s+\n/g, '\n').slice(0, 1500);
+  const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
+  cells.forEach((cell, index) => {
+    const prompt = cell.querySelector('.jp-InputArea-prompt')?.textContent.trim() ?? '';
+    const where = `code cell ${index + 1} ${prompt}`;
+    const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')];
+    // Tracebacks and stderr both render with this MIME type.
+    for (const out of outputs.filter((o) => o.dataset.mimeType === 'application/vnd.jupyter.stderr')) {
+      problems.push(`${where} shows an error/stderr output:\n${clip(out.textContent)}`);
+    }
+    // ipywidgets' renderer writes these as the bare text of the output when a view cannot be made.
+    for (const out of outputs) {
+      if (out.childElementCount === 0 && /^(Error displaying widget|Loading widget)/.test(out.textContent)) {
+        problems.push(`${where}: widget not rendered, the page shows "${clip(out.textContent)}"`);
+      }
+    }
+    // ipywidgets shows this when a widget's JavaScript module cannot be loaded.
+    if (cell.querySelector('.jupyter-widgets-error-widget')) {
+      problems.push(`${where}: widget failed to load, the page shows the ipywidgets error widget`);
+    }
+    for (const chart of cell.querySelectorAll('.streamscope-live-chart')) {
+      if (!chart.matches('.js-plotly-plot') && !chart.querySelector('.js-plotly-plot')) {
+        problems.push(`${where}: the live chart has no plotly graph in it`);
+      }
+    }
+  });
+  for (const dialog of document.querySelectorAll('.jp-Dialog')) {
+    problems.push(`a dialog is open on the page: ${clip(dialog.textContent).slice(0, 300)}`);
+  }
+  return problems;
+}

@@ -1,0 +1,275 @@
+"""The replay server: answers, errors, pacing structure, disconnects, the serve command.
+
+The recordings used here are built by the tests, in memory or in tmp_path, from
+made-up offsets: they exist only to exercise the server and are never saved with
+the package. No test asserts a duration (benchmarks/replay.py measures timing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+from streamscope.recording import Event, Recording
+from streamscope.replay import SPEED_HEADER, ReplayServer, _Entry, _paced_events, _Stats
+
+PROMPT = "Count to 5, with a comma between each number. (test only)"
+CHAT_BODY = {
+    "model": "gpt-test",
+    "messages": [{"role": "user", "content": PROMPT}],
+    "temperature": 0,
+    "stream": True,
+}
+WORDS = ["1", ",", " 2", ",", " 3", ",", " 4", ",", " 5"]
+
+
+def synthetic_chat_recording(
+    name: str = "test-count-to-5", offsets: list[float] | None = None, body: dict | None = None
+) -> Recording:
+    """A test-only streamed chat recording: a role chunk, WORDS, a stop chunk, [DONE]."""
+    deltas = [{"role": "assistant", "content": ""}, *({"content": w} for w in WORDS), {}]
+    offsets = offsets or [0.05 + 0.01 * i for i in range(len(deltas) + 1)]
+    events = []
+    for i, delta in enumerate(deltas):
+        chunk = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": "gpt-test-0001",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None if delta else "stop"}],
+        }
+        events.append(Event(offsets[i], f"data: {json.dumps(chunk)}\n\n"))
+    events.append(Event(offsets[len(deltas)], "data: [DONE]\n\n"))
+    return Recording(
+        name=name,
+        provenance={"source": "synthetic, built by the tests", "method": "synthetic"},
+        request={"method": "POST", "path": "/v1/chat/completions", "body": dict(body or CHAT_BODY)},
+        headers={"content-type": "text/event-stream; charset=utf-8", "x-request-id": "req_test"},
+        events=events,
+    )
+
+
+def synthetic_completion_recording() -> Recording:
+    """A test-only non-streamed legacy completion."""
+    return Recording(
+        name="test-completion",
+        provenance={"source": "synthetic, built by the tests", "method": "synthetic"},
+        request={
+            "method": "POST",
+            "path": "/v1/completions",
+            "body": {"model": "gpt-test", "prompt": "1, 2,"},
+        },
+        headers={"content-type": "application/json"},
+        body={
+            "id": "cmpl-test",
+            "object": "text_completion",
+            "created": 1700000000,
+            "model": "gpt-test-0001",
+            "choices": [{"text": " 3", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+        },
+        elapsed=0.2,
+    )
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ReplayServer(
+        speed=0, recordings=[synthetic_chat_recording(), synthetic_completion_recording()]
+    ) as srv:
+        yield srv
+
+
+def test_sdk_stream_replays_the_recorded_reply(server: ReplayServer) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="test")
+    chunks = list(client.chat.completions.create(**CHAT_BODY))
+    assert [c.choices[0].delta.content for c in chunks[1:-1]] == WORDS
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_stream_body_is_the_recorded_bytes(server: ReplayServer) -> None:
+    rec = synthetic_chat_recording()
+    response = httpx2.post(server.base_url + "/chat/completions", json=CHAT_BODY)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-request-id"] == "req_test"
+    assert response.content == rec.sse_bytes()
+
+
+def test_async_client_replays_the_same_way(server: ReplayServer) -> None:
+    async def collect() -> list[str | None]:
+        async with openai.AsyncOpenAI(base_url=server.base_url, api_key="test") as client:
+            stream = await client.chat.completions.create(**CHAT_BODY)
+            return [chunk.choices[0].delta.content async for chunk in stream]
+
+    assert asyncio.run(collect())[1:-1] == WORDS
+
+
+def test_non_streamed_body(server: ReplayServer) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="test")
+    completion = client.completions.create(model="gpt-test", prompt="1, 2,")
+    assert completion.choices[0].text == " 3"
+
+
+def test_fields_that_cannot_change_the_output_are_ignored(server: ReplayServer) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="test")
+    chunks = list(
+        client.chat.completions.create(**CHAT_BODY, user="someone", metadata={"run": "7"}, store=False)
+    )
+    assert len(chunks) == len(WORDS) + 2
+
+
+def _error_of(response: httpx2.Response) -> dict:
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert "Traceback" not in response.text
+    return error
+
+
+def test_unknown_request_says_what_was_asked_and_what_to_do(server: ReplayServer) -> None:
+    asked = {**CHAT_BODY, "temperature": 0.7}
+    response = httpx2.post(server.base_url + "/chat/completions", json=asked)
+    assert response.status_code == 404
+    message = _error_of(response)["message"]
+    assert "'gpt-test'" in message
+    assert "Count to 5, with a comma" in message
+    assert "python -m streamscope list" in message
+    assert "STREAMSCOPE_BACKEND=openai" in message
+    assert "OPENAI_API_KEY" in message
+    assert "'test-count-to-5', differs in: temperature" in message
+
+
+def test_unknown_request_raises_not_found_in_the_sdk(server: ReplayServer) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    with pytest.raises(openai.NotFoundError, match="python -m streamscope list"):
+        client.chat.completions.create(**{**CHAT_BODY, "model": "gpt-other"})
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"), [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object")]
+)
+def test_malformed_body_is_a_400(server: ReplayServer, content: bytes, fragment: str) -> None:
+    response = httpx2.post(server.base_url + "/chat/completions", content=content)
+    assert response.status_code == 400
+    assert fragment in _error_of(response)["message"]
+
+
+def test_wrong_path_is_a_404_and_wrong_method_a_405(server: ReplayServer) -> None:
+    missing = httpx2.post(server.base_url + "/embeddings", json={"model": "m", "input": "x"})
+    assert missing.status_code == 404
+    assert "POST /v1/chat/completions" in _error_of(missing)["message"]
+    wrong_method = httpx2.get(server.base_url + "/chat/completions")
+    assert wrong_method.status_code == 405
+    assert "GET /v1/chat/completions" in _error_of(wrong_method)["message"]
+    assert wrong_method.headers["allow"] == "POST"
+
+
+def test_bad_speed_header_is_a_400(server: ReplayServer) -> None:
+    response = httpx2.post(
+        server.base_url + "/chat/completions", json=CHAT_BODY, headers={SPEED_HEADER: "-1"}
+    )
+    assert response.status_code == 400
+    assert "speed" in _error_of(response)["message"]
+
+
+def test_client_disconnect_mid_stream_costs_nothing() -> None:
+    # The stream's last events are minutes away: only a disconnect can end it early.
+    offsets = [0.0, 0.0, *([600.0] * (len(WORDS) + 1))]
+    rec = synthetic_chat_recording(offsets=offsets)
+    threads_before = threading.active_count()
+    with ReplayServer(speed=1, recordings=[rec]) as srv:
+        with httpx2.stream("POST", srv.base_url + "/chat/completions", json=CHAT_BODY) as response:
+            pieces = response.iter_raw()  # held: dropping it would close the connection at once
+            assert next(pieces).startswith(b"data: ")
+            assert srv.active_streams == 1
+        deadline = time.monotonic() + 10
+        while srv.active_streams and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.active_streams == 0
+        again = httpx2.post(srv.base_url + "/chat/completions", json=CHAT_BODY, headers={SPEED_HEADER: "0"})
+        assert again.content == rec.sse_bytes()
+        assert threading.active_count() == threads_before + 1  # the server's own thread
+    assert threading.active_count() == threads_before
+
+
+def test_events_recorded_at_one_moment_go_out_in_one_write() -> None:
+    # Writes may merge several moments (all are due at once here), but never split one.
+    offsets = [0.0, 0.0, 0.001, 0.001, 0.001, 0.002, 0.003, 0.003, 0.004, 0.005, 0.005, 0.006]
+    entry = _Entry.of(synthetic_chat_recording(offsets=offsets))
+    moment_ends = [
+        end
+        for i, end in enumerate(itertools.accumulate(map(len, entry.payloads)))
+        if i + 1 == len(offsets) or offsets[i + 1] != offsets[i]
+    ]
+
+    async def writes(speed: float) -> list[bytes]:
+        start = asyncio.get_running_loop().time()
+        return [piece async for piece in _paced_events(entry, start, speed, _Stats())]
+
+    pieces = asyncio.run(writes(1.0))
+    assert b"".join(pieces) == b"".join(entry.payloads)
+    assert set(itertools.accumulate(map(len, pieces))) <= set(moment_ends)
+    assert asyncio.run(writes(0.0)) == [b"".join(entry.payloads)]
+
+
+def test_bad_speed_and_missing_folder_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="speed must be"):
+        ReplayServer(speed=-2, recordings=[])
+    with pytest.raises(ValueError, match="does not exist"):
+        ReplayServer(recordings=tmp_path / "nowhere")
+
+
+def test_a_recording_saved_while_serving_is_answered(tmp_path: Path) -> None:
+    with ReplayServer(speed=0, recordings=tmp_path) as srv:
+        assert httpx2.post(srv.base_url + "/chat/completions", json=CHAT_BODY).status_code == 404
+        synthetic_chat_recording().save(tmp_path / "test-count-to-5.json")
+        assert httpx2.post(srv.base_url + "/chat/completions", json=CHAT_BODY).status_code == 200
+
+
+def test_serve_command_listens_answers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    synthetic_chat_recording().save(tmp_path / "test-count-to-5.json")
+    command = [sys.executable, "-m", "streamscope", "serve", "--host", "127.0.0.1", "--port", "0"]
+    command += ["--speed", "0", "--recordings", str(tmp_path)]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "1 recordings" in line
+        base_url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        assert base_url.startswith("http://127.0.0.1:")
+        assert httpx2.post(base_url + "/chat/completions", json=CHAT_BODY).status_code == 200
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert "stopped" in out
+    assert "Traceback" not in err
+
+
+def test_serve_command_with_a_missing_folder_is_one_clear_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streamscope", "serve", "--recordings", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

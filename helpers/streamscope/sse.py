@@ -88,12 +88,9 @@ class SSEDecoder:
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: return the event it ended inside, if it holds data."""
-        lines = [self._pending] if self._pending else []
+        lines = [self._pending, b""] if self._pending else [b""]  # the blank line that never came
         self._pending = b""
-        events = self._process(lines)
-        if self._data:
-            events.append(self._dispatch())
-        return events
+        return self._process(lines)
 
     def _process(self, lines: list[bytes]) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
@@ -103,10 +100,11 @@ class SSEDecoder:
                 data.append(line[6:].decode("utf-8", "replace"))
             elif not line:
                 if data:
-                    events.append(self._dispatch())
-                else:
-                    self._event = ""
-                    self._retry = None
+                    text = data[0] if len(data) == 1 else "\n".join(data)
+                    events.append(ServerSentEvent(self._event or "message", text, self._last_id, self._retry))
+                    data.clear()
+                self._event = ""
+                self._retry = None
             elif line[:1] != b":":
                 self._field(line)
         return events
@@ -124,11 +122,3 @@ class SSEDecoder:
                 self._last_id = value.decode("utf-8", "replace")
         elif name == b"retry" and value.isdigit():
             self._retry = int(value)
-
-    def _dispatch(self) -> ServerSentEvent:
-        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
-        event = ServerSentEvent(self._event or "message", data, self._last_id, self._retry)
-        self._data.clear()
-        self._event = ""
-        self._retry = None
-        return event

@@ -32,7 +32,6 @@ from typing import Any
 from ._objects import fields, plain
 
 _HEAD_FIRST = ("id", "created", "model")
-_HEAD_LAST = ("system_fingerprint", "service_tier", "usage", "prompt_filter_results")
 _DELTA_KNOWN = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
 
 
@@ -172,10 +171,19 @@ class ChoicesAccumulator:
             self._head_complete = all(head.get(key) for key in _HEAD_FIRST)
         if not self._object:
             self._object = chunk.get("object") or ""
-        for key in _HEAD_LAST:
-            value = chunk.get(key)
-            if value is not None:
-                head[key] = plain(value)
+        # Unrolled: this runs for every chunk.
+        value = chunk.get("system_fingerprint")
+        if value is not None:
+            head["system_fingerprint"] = value
+        value = chunk.get("service_tier")
+        if value is not None:
+            head["service_tier"] = value
+        value = chunk.get("usage")
+        if value is not None:
+            head["usage"] = plain(value)
+        value = chunk.get("prompt_filter_results")
+        if value is not None:
+            head["prompt_filter_results"] = plain(value)
         for choice in chunk.get("choices") or ():
             if type(choice) is not dict:
                 choice = fields(choice)

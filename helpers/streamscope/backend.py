@@ -1,0 +1,183 @@
+"""Which server the notebooks talk to: recorded streams (the default) or a live API.
+
+``streamscope.client()`` and ``streamscope.async_client()`` return the official SDK's
+own ``openai.OpenAI`` / ``openai.AsyncOpenAI``; only their ``base_url`` and key
+differ. One explicit switch chooses the server, the ``backend=`` argument or else
+the ``STREAMSCOPE_BACKEND`` environment variable:
+
+- ``replay`` (the default): a replay server on 127.0.0.1 answers from the package's
+  recordings at their recorded pace. One server is shared by every client; it
+  starts in a background thread on first use and stops when Python exits.
+- ``openai``: the live OpenAI API; needs ``OPENAI_API_KEY``.
+- a base URL, e.g. ``http://localhost:11434/v1`` (Ollama), ``http://localhost:8000/v1``
+  (vLLM, llama.cpp server, LM Studio): any OpenAI-compatible server. A URL with no
+  path gets ``/v1``. The key is ``OPENAI_API_KEY`` if set, else a placeholder.
+
+Replay speed comes from ``speed=`` or else ``STREAMSCOPE_SPEED`` (1 = as recorded,
+2 = twice as fast, 0 = no waiting); each client sends it to the shared server with
+every request. Live backends ignore it.
+
+Nothing is printed when a client is made: a notebook says which backend it uses by
+printing ``streamscope.active_backend()``, a one-line banner, where it chooses to.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import openai
+
+if TYPE_CHECKING:
+    from .replay import ReplayServer
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+BACKEND_ENV = "STREAMSCOPE_BACKEND"
+SPEED_ENV = "STREAMSCOPE_SPEED"
+# The SDK insists on a key; replay and most local servers ignore it.
+PLACEHOLDER_KEY = "streamscope-no-key"
+_GO_LIVE = f"set {BACKEND_ENV}=openai or a base URL to go live"
+_GO_REPLAY = f"set {BACKEND_ENV}=replay to replay recordings"
+
+BackendKind = Literal["replay", "openai", "url"]
+
+
+class BackendError(ValueError):
+    """The backend setting cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where requests go. ``str()`` is a one-line banner for notebooks."""
+
+    kind: BackendKind
+    base_url: str
+    speed: float | None = None  # replay only
+
+    def __str__(self) -> str:
+        if self.kind == "replay":
+            return (
+                f"streamscope backend: replay of recorded streams at {self.base_url}, "
+                f"speed {self.speed:g} ({_GO_LIVE})"
+            )
+        if self.kind == "openai":
+            where = f"live OpenAI API at {self.base_url}, key from OPENAI_API_KEY"
+            return f"streamscope backend: {where} ({_GO_REPLAY})"
+        return f"streamscope backend: live OpenAI-compatible server at {self.base_url} ({_GO_REPLAY})"
+
+
+def _base_url(setting: str) -> str:
+    parts = urlsplit(setting)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise BackendError(
+            f"{BACKEND_ENV}={setting!r} is not a usable base URL: expected http(s)://HOST[:PORT][/PATH], "
+            "e.g. http://localhost:11434/v1"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise BackendError(f"{BACKEND_ENV}={setting!r} is not a usable base URL: {exc}") from None
+    path = parts.path.rstrip("/") or "/v1"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _speed(speed: float | None) -> float:
+    from .replay import check_speed
+
+    if speed is not None:
+        return check_speed(speed)
+    setting = os.environ.get(SPEED_ENV, "").strip()
+    if not setting:
+        return 1.0
+    try:
+        return check_speed(setting)
+    except ValueError as exc:
+        raise BackendError(f"{SPEED_ENV}={setting!r}: {exc}") from None
+
+
+def resolve(backend: str | None = None) -> tuple[BackendKind, str | None]:
+    """The backend kind and base URL a setting names (``None`` base URL: the shared replay server)."""
+    setting = (backend if backend is not None else os.environ.get(BACKEND_ENV, "")).strip()
+    if setting.lower() in ("", "replay"):
+        return "replay", None
+    if setting.lower() == "openai":
+        return "openai", OPENAI_BASE_URL
+    if "://" in setting:
+        return "url", _base_url(setting)
+    raise BackendError(
+        f'{BACKEND_ENV}={setting!r} is not a backend: use "replay" (the default), "openai" '
+        "(with OPENAI_API_KEY), or the base URL of an OpenAI-compatible server, e.g. http://localhost:11434/v1"
+    )
+
+
+def api_key_for(kind: BackendKind) -> str:
+    """The key to send: OPENAI_API_KEY for OpenAI (required), for other servers if set."""
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if kind == "openai" and not key:
+        raise BackendError(
+            f"{BACKEND_ENV}=openai needs an API key: set OPENAI_API_KEY "
+            f"(or unset {BACKEND_ENV} to replay recordings)"
+        )
+    if kind == "replay":
+        return PLACEHOLDER_KEY
+    return key or PLACEHOLDER_KEY
+
+
+_shared: ReplayServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_replay_server() -> ReplayServer:
+    """The replay server every replay client uses, started on first call."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            from .replay import ReplayServer
+
+            _shared = ReplayServer().start()
+            atexit.register(_shared.stop)
+        return _shared
+
+
+def active_backend(backend: str | None = None, *, speed: float | None = None) -> Backend:
+    """The backend that ``client(backend, speed=speed)`` would use, started if it is the replay server."""
+    kind, base_url = resolve(backend)
+    if kind == "replay":
+        return Backend("replay", shared_replay_server().base_url, _speed(speed))
+    api_key_for(kind)  # fail now, not at the first request, if the key is missing
+    assert base_url is not None
+    return Backend(kind, base_url)
+
+
+def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if "base_url" in kwargs:
+        raise TypeError("pass backend=<base URL> (or set STREAMSCOPE_BACKEND) rather than base_url=")
+    active = active_backend(backend, speed=speed)
+    options: dict[str, Any] = {"base_url": active.base_url, "api_key": api_key_for(active.kind), **kwargs}
+    if active.kind == "replay":
+        from .replay import SPEED_HEADER
+
+        options["default_headers"] = {
+            **(kwargs.get("default_headers") or {}),
+            SPEED_HEADER: f"{active.speed!r}",
+        }
+    return options
+
+
+def client(backend: str | None = None, *, speed: float | None = None, **kwargs: Any) -> openai.OpenAI:
+    """The official ``openai.OpenAI`` client, pointed at the active backend.
+
+    ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...).
+    """
+    return openai.OpenAI(**_client_options(backend, speed, kwargs))
+
+
+def async_client(
+    backend: str | None = None, *, speed: float | None = None, **kwargs: Any
+) -> openai.AsyncOpenAI:
+    """The official ``openai.AsyncOpenAI`` client, pointed at the active backend."""
+    return openai.AsyncOpenAI(**_client_options(backend, speed, kwargs))

@@ -212,3 +212,19 @@ def test_a_bad_event_mid_stream_keeps_the_partial_result() -> None:
 def test_feed_rejects_strings_other_than_done() -> None:
     with pytest.raises(StreamFormatError):
         Assembler().feed("hello")
+
+
+def test_responses_snapshot_does_not_change_under_its_reader() -> None:
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events = [
+        {"type": "response.created", "response": {"id": "resp_1", "object": "response", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", "output_index": 0, "content_index": 0, "part": part},
+        {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "Hi"},
+    ]
+    assembler = feed_all(events)
+    before = assembler.snapshot()
+    assembler.feed({**events[-1], "delta": " there"})
+    assert before["output"][0]["content"][0]["text"] == "Hi"
+    assert assembler.snapshot()["output"][0]["content"][0]["text"] == "Hi there"

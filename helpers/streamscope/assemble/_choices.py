@@ -35,6 +35,11 @@ _HEAD_FIRST = ("id", "created", "model")
 _DELTA_KNOWN = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
 
 
+def _copy(value: Any) -> Any:
+    """A copy of a list we keep growing, so that a snapshot does not change under its reader."""
+    return list(value) if isinstance(value, list) else value
+
+
 class _Call:
     """One tool call (or the legacy ``function_call``) being assembled."""
 
@@ -237,7 +242,8 @@ class ChoicesAccumulator:
             choice: dict[str, Any] = {"text": "".join(state.content or ()), "index": index}
         else:
             choice = {"index": index, "message": state.message()}
-        choice["logprobs"] = state.logprobs
+        logprobs = state.logprobs
+        choice["logprobs"] = None if logprobs is None else {k: _copy(v) for k, v in logprobs.items()}
         choice["finish_reason"] = state.finish_reason
         if state.filter_results is not None:
             choice["content_filter_results"] = state.filter_results

@@ -169,9 +169,11 @@ class ResponsesAccumulator:
         return [item for item in self._output if item is not None]
 
     def snapshot(self) -> dict[str, Any]:
+        # Items and parts are copied: the next deltas must not change a snapshot already handed out.
         if self._terminal is not None:
-            return self._terminal
-        return {**self._response, "output": self._items()}
+            output = self._terminal.get("output")
+            return {**self._terminal, "output": [_copy_item(i) for i in output or ()]}
+        return {**self._response, "output": [_copy_item(i) for i in self._items()]}
 
     def incomplete_reason(self) -> str | None:
         if self._terminal is not None:

@@ -32,7 +32,6 @@ from typing import Any
 from ._objects import fields, plain
 
 _HEAD_FIRST = ("id", "created", "model")
-_DELTA_KNOWN = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
 
 
 def _copy(value: Any) -> Any:
@@ -73,24 +72,22 @@ class _Choice:
     """The state of one choice: its message (or text) so far, logprobs and finish reason."""
 
     __slots__ = (
-        "content",
-        "extra",
         "filter_results",
         "finish_reason",
         "function_call",
         "logprobs",
-        "refusal",
         "role",
+        "texts",
         "tool_calls",
     )
 
     def __init__(self) -> None:
         self.role: str | None = None
-        self.content: list[str] | None = None
-        self.refusal: list[str] | None = None
+        # Text fields by name, as pieces: content (or a completion's text), refusal, and
+        # any text field we do not know.
+        self.texts: dict[str, list[str]] = {}
         self.tool_calls: dict[int, _Call] = {}
         self.function_call: _Call | None = None
-        self.extra: dict[str, list[str]] = {}
         self.logprobs: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.filter_results: Any = None
@@ -99,11 +96,8 @@ class _Choice:
         for key, value in delta.items():
             if value is None:
                 continue
-            if key == "content":
-                if self.content is None:
-                    self.content = [value]
-                else:
-                    self.content.append(value)
+            if type(value) is str and key != "role":
+                self.add_text(key, value)
             elif key == "role":
                 self.role = self.role or value
             elif key == "tool_calls":
@@ -114,17 +108,21 @@ class _Choice:
                     if state is None:
                         state = self.tool_calls[index] = _Call()
                     state.merge(call)
-            elif key == "refusal":
-                if self.refusal is None:
-                    self.refusal = [value]
-                else:
-                    self.refusal.append(value)
             elif key == "function_call":
                 if self.function_call is None:
                     self.function_call = _Call()
                 self.function_call.merge(fields(value))
-            elif isinstance(value, str) and key not in _DELTA_KNOWN:
-                self.extra.setdefault(key, []).append(value)
+
+    def add_text(self, key: str, piece: str) -> None:
+        pieces = self.texts.get(key)
+        if pieces is None:
+            self.texts[key] = [piece]
+        else:
+            pieces.append(piece)
+
+    def text(self, key: str) -> str | None:
+        pieces = self.texts.get(key)
+        return None if pieces is None else "".join(pieces)
 
     def merge_logprobs(self, logprobs: dict[str, Any]) -> None:
         # Chat logprobs hold lists under "content"/"refusal"; legacy completions hold
@@ -142,8 +140,8 @@ class _Choice:
     def message(self) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": self.role or "assistant",
-            "content": None if self.content is None else "".join(self.content),
-            "refusal": None if self.refusal is None else "".join(self.refusal),
+            "content": self.text("content"),
+            "refusal": self.text("refusal"),
         }
         if self.tool_calls:
             message["tool_calls"] = [
@@ -152,8 +150,9 @@ class _Choice:
             ]
         if self.function_call is not None:
             message["function_call"] = self.function_call.function()
-        for key, pieces in self.extra.items():
-            message[key] = "".join(pieces)
+        for key in self.texts:
+            if key not in message:  # a text field we do not know, such as reasoning_content
+                message[key] = self.text(key)
         return message
 
 
@@ -201,10 +200,7 @@ class ChoicesAccumulator:
                 state.merge_delta(delta if type(delta) is dict else fields(delta))
             text = choice.get("text")
             if text is not None:
-                if state.content is None:
-                    state.content = [text]
-                else:
-                    state.content.append(text)
+                state.add_text("content", text)
             logprobs = choice.get("logprobs")
             if logprobs is not None:
                 state.merge_logprobs(fields(logprobs))
@@ -239,7 +235,7 @@ class ChoicesAccumulator:
     @staticmethod
     def _choice(index: int, state: _Choice, text: bool) -> dict[str, Any]:
         if text:
-            choice: dict[str, Any] = {"text": "".join(state.content or ()), "index": index}
+            choice: dict[str, Any] = {"text": state.text("content") or "", "index": index}
         else:
             choice = {"index": index, "message": state.message()}
         logprobs = state.logprobs

@@ -48,24 +48,36 @@ def _put(items: list[Any], index: int, value: Any) -> None:
     items[index] = value
 
 
+class _Pieces(list[str]):
+    """A text still growing, kept as its deltas: joining once beats copying it at every delta."""
+
+
+def _final(value: Any) -> Any:
+    return "".join(value) if type(value) is _Pieces else value
+
+
 def _copy_item(item: dict[str, Any]) -> dict[str, Any]:
-    """A copy we can grow: the item and its parts are copied, deeper values are shared."""
-    item = dict(item)
+    """A copy of an item with its texts joined; its parts are copied too, deeper values shared."""
+    item = _joined(item)
     for key in ("content", "summary"):
         if isinstance(item.get(key), list):
-            item[key] = [dict(p) if isinstance(p, dict) else p for p in item[key]]
+            item[key] = [_joined(p) if isinstance(p, dict) else p for p in item[key]]
     return item
+
+
+def _joined(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: _final(v) for k, v in fields.items()}
 
 
 def _texts(item: dict[str, Any] | None) -> list[Any]:
     """What the deltas of an item build, to compare with its final form."""
     if not item:
         return []
-    texts: list[Any] = [item.get(field) for field in ("arguments", "input", "code")]
+    texts: list[Any] = [_final(item.get(field)) for field in ("arguments", "input", "code")]
     for key in ("content", "summary"):
         for part in item.get(key) or ():
             if isinstance(part, dict):
-                texts += [part.get("text"), part.get("refusal")]
+                texts += [_final(part.get("text")), _final(part.get("refusal"))]
     return texts
 
 
@@ -87,13 +99,12 @@ class ResponsesAccumulator:
             self._text(event, text_event, suffix)
         elif kind in _PART_EVENTS:
             key, index_field = _PART_EVENTS[kind]
-            parts = self._list(event, key)
+            parts = self._item_at(event).setdefault(key, [])
             _put(parts, event.get(index_field) or 0, dict(plain(event.get("part")) or {}))
         elif kind == "response.output_item.added" or kind == "response.output_item.done":
             self._item(event, done=kind.endswith("done"))
         elif kind == "response.output_text.annotation.added":
-            part = self._list(event, "content")[event.get("content_index") or 0] or {}
-            annotations = part.setdefault("annotations", [])
+            annotations = self._part_at(event, "content", "content_index").setdefault("annotations", [])
             _put(annotations, event.get("annotation_index") or 0, plain(event.get("annotation")))
         elif kind in _LIFECYCLE_EVENTS:
             response = plain(event.get("response")) or {}
@@ -116,49 +127,47 @@ class ResponsesAccumulator:
             self.warnings.append(f"output item {index}: its deltas differ from its output_item.done")
         _put(self._output, index, item)
 
-    def _list(self, event: dict[str, Any], key: str) -> list[Any]:
+    def _item_at(self, event: dict[str, Any]) -> dict[str, Any]:
         index = event.get("output_index") or 0
         item = self._output[index] if index < len(self._output) else None
         if item is None:  # an event for an item whose `added` event never came
             item = {"id": event.get("item_id")}
             _put(self._output, index, item)
-        parts = item.get(key)
-        if not isinstance(parts, list):
-            parts = item[key] = []
-        return parts
+        return item
+
+    def _part_at(self, event: dict[str, Any], key: str, index_field: str) -> dict[str, Any]:
+        parts = self._item_at(event).setdefault(key, [])
+        index = event.get(index_field) or 0
+        part = parts[index] if index < len(parts) else None
+        if part is None:  # a delta for a part whose `added` event never came
+            part = {}
+            _put(parts, index, part)
+        return part
 
     def _text(self, event: dict[str, Any], where: tuple[tuple[str, str] | None, str], suffix: str) -> None:
         container, field = where
-        if container is None:
-            index = event.get("output_index") or 0
-            target = self._output[index] if index < len(self._output) else None
-            if target is None:
-                target = {"id": event.get("item_id")}
-                _put(self._output, index, target)
-        else:
-            parts = self._list(event, container[0])
-            part_index = event.get(container[1]) or 0
-            target = parts[part_index] if part_index < len(parts) else None
-            if target is None:
-                target = {}
-                _put(parts, part_index, target)
+        target = self._item_at(event) if container is None else self._part_at(event, *container)
         if suffix == "delta":
-            target[field] = (target.get(field) or "") + event.get("delta", "")
+            pieces = target.get(field)
+            if type(pieces) is not _Pieces:
+                pieces = target[field] = _Pieces([pieces] if pieces else [])
+            pieces.append(event.get("delta") or "")
             logprobs = event.get("logprobs")
             if logprobs:
                 target.setdefault("logprobs", []).extend(plain(logprobs))
         elif suffix == "done":
             final = event.get(field)
             if final is not None:
-                if final != (target.get(field) or ""):
+                if final != (_final(target.get(field)) or ""):
                     self.warnings.append(f"{event.get('type')}: the deltas differ from its final value")
                 target[field] = final
 
     def _finish(self, response: dict[str, Any]) -> None:
+        built = [_copy_item(i) for i in self._items()]
         final = response.get("output")
         if final is None:  # a terminal event without output: keep what the deltas built
-            response = {**response, "output": self._items()}
-        elif [_texts(i) for i in self._items()] != [_texts(i) for i in final] and self._items():
+            response = {**response, "output": built}
+        elif built and [_texts(i) for i in built] != [_texts(i) for i in final]:
             self.warnings.append("the terminal event's output differs from what the stream's events built")
         self._terminal = response
         error = response.get("error")

@@ -79,9 +79,10 @@ class Assembler:
 
     def result(self) -> AssembleResult:
         accumulator = self._accumulator
-        error = self._error or (accumulator.error if accumulator is not None else None)
+        error = self._error
         warnings: tuple[str, ...] = ()
-        if isinstance(accumulator, ResponsesAccumulator):
+        if isinstance(accumulator, ResponsesAccumulator):  # its errors come as events of their own
+            error = error or accumulator.error
             warnings = tuple(accumulator.warnings)
         if error is not None:
             reason: str | None = "the stream carried an error: " + error_message(error)

@@ -164,7 +164,6 @@ class ChoicesAccumulator:
         self._head_complete = False
         self._object = ""
         self._choices: dict[int, _Choice] = {}
-        self.error: dict[str, Any] | None = None
 
     def feed(self, chunk: dict[str, Any]) -> None:
         head = self._head
@@ -211,13 +210,9 @@ class ChoicesAccumulator:
             if filter_results:
                 state.filter_results = plain(filter_results)
 
-    @property
-    def is_text_completion(self) -> bool:
-        return self._object == "text_completion"
-
     def snapshot(self) -> dict[str, Any]:
         head = self._head
-        text = self.is_text_completion
+        text = self._object == "text_completion"
         obj: dict[str, Any] = {
             "id": head.get("id", ""),
             "object": "text_completion" if text else "chat.completion",

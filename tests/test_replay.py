@@ -22,7 +22,7 @@ import httpx2
 import openai
 import pytest
 from streamscope.recording import Event, Recording
-from streamscope.replay import SPEED_HEADER, ReplayServer, _Entry, _paced_events, _Stats
+from streamscope.replay import SPEED_HEADER, ReplayServer, _Entry, _is_loopback, _paced_events, _Stats
 
 PROMPT = "Count to 5, with a comma between each number. (test only)"
 CHAT_BODY = {
@@ -129,6 +129,40 @@ def test_fields_that_cannot_change_the_output_are_ignored(server: ReplayServer) 
     assert len(chunks) == len(WORDS) + 2
 
 
+def test_responses_api_stream(server: ReplayServer) -> None:
+    body = {"model": "gpt-test", "input": PROMPT, "stream": True}
+    response = {"id": "resp_test", "object": "response", "model": "gpt-test-0001", "status": "in_progress"}
+    events = [
+        ("response.created", {"response": response, "sequence_number": 0}),
+        (
+            "response.output_text.delta",
+            {
+                "delta": "1, 2",
+                "item_id": "msg_test",
+                "output_index": 0,
+                "content_index": 0,
+                "sequence_number": 1,
+            },
+        ),
+        ("response.completed", {"response": {**response, "status": "completed"}, "sequence_number": 2}),
+    ]
+    rec = Recording(
+        name="test-responses",
+        provenance={"source": "synthetic, built by the tests", "method": "synthetic"},
+        request={"method": "POST", "path": "/v1/responses", "body": body},
+        headers={"content-type": "text/event-stream"},
+        events=[
+            Event(0.01 * i, f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n")
+            for i, (kind, data) in enumerate(events)
+        ],
+    )
+    with ReplayServer(speed=0, recordings=[rec]) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="test")
+        received = list(client.responses.create(model="gpt-test", input=PROMPT, stream=True))
+    assert [e.type for e in received] == [kind for kind, _ in events]
+    assert received[1].delta == "1, 2"
+
+
 def _error_of(response: httpx2.Response) -> dict:
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -220,6 +254,11 @@ def test_events_recorded_at_one_moment_go_out_in_one_write() -> None:
     assert b"".join(pieces) == b"".join(entry.payloads)
     assert set(itertools.accumulate(map(len, pieces))) <= set(moment_ends)
     assert asyncio.run(writes(0.0)) == [b"".join(entry.payloads)]
+
+
+def test_only_loopback_hosts_count_as_loopback() -> None:
+    assert all(map(_is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "localhost"]))
+    assert not any(map(_is_loopback, ["0.0.0.0", "192.168.1.2", "example.test", "::"]))
 
 
 def test_bad_speed_and_missing_folder_are_clear_errors(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ conformance corpus (when ``../shared/conformance`` is there). For each:
   ``ChatCompletionStreamState.handle_chunk``;
 - peer, SDK accumulator alone: ``handle_chunk`` on chunk objects built beforehand.
 
-Each figure is the best of 25 runs (time.perf_counter), divided by the number of
+Each figure is the best of 40 runs (time.perf_counter), divided by the number of
 chunks; the runs of all candidates are interleaved, round by round. Targets: ours
 from raw SSE >= 20x faster than the SDK from raw SSE and within 2x of the json.loads
 floor; ours from SDK objects <= 3 us per chunk. Startup: wall time of
@@ -49,14 +49,14 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "conformance" / "openai-streams"
 
 
-def race(candidates: dict[str, Callable[[], object]], chunks: int, rounds: int = 25) -> dict[str, float]:
+def race(candidates: dict[str, Callable[[], object]], chunks: int, rounds: int = 40) -> dict[str, float]:
     """Best microseconds per chunk of each candidate over ``rounds`` interleaved rounds.
 
     The machine is shared: timing the candidates in turn, round after round, lets a busy
     moment hit all of them alike instead of spoiling one figure.
     """
     timers = {name: timeit.Timer(fn) for name, fn in candidates.items()}
-    numbers = {name: max(1, timer.autorange()[0] // 10) for name, timer in timers.items()}  # ~20 ms runs
+    numbers = {name: max(1, timer.autorange()[0] // 40) for name, timer in timers.items()}  # ~5 ms runs
     best = dict.fromkeys(candidates, float("inf"))
     for _ in range(rounds):
         for name, timer in timers.items():

@@ -46,6 +46,10 @@ class ServerSentEvent(NamedTuple):
     retry: int | None = None
 
 
+# tuple.__new__ skips the NamedTuple's Python-level __new__: about 0.2 us of each event.
+_new_event = tuple.__new__
+
+
 class SSEDecoder:
     """Turns the bytes of an event stream into `ServerSentEvent`s, piece by piece."""
 
@@ -101,7 +105,8 @@ class SSEDecoder:
             elif not line:
                 if data:
                     text = data[0] if len(data) == 1 else "\n".join(data)
-                    events.append(ServerSentEvent(self._event or "message", text, self._last_id, self._retry))
+                    fields = (self._event or "message", text, self._last_id, self._retry)
+                    events.append(_new_event(ServerSentEvent, fields))
                     data.clear()
                 self._event = ""
                 self._retry = None

@@ -96,8 +96,12 @@ class _Choice:
         for key, value in delta.items():
             if value is None:
                 continue
-            if type(value) is str and key != "role":
-                self.add_text(key, value)
+            if type(value) is str and key != "role":  # content, most of the time: add_text, inlined
+                pieces = self.texts.get(key)
+                if pieces is None:
+                    self.texts[key] = [value]
+                else:
+                    pieces.append(value)
             elif key == "role":
                 self.role = self.role or value
             elif key == "tool_calls":

@@ -51,7 +51,8 @@ CSS_CONTAINER = "streamscope-live"
 CSS_CHART = "streamscope-live-chart"
 CSS_TEXT = "streamscope-live-text"
 
-_CHART_HEIGHT_PX = 380
+# A fixed chart size: plotly cannot size itself to a flex box's share of the row.
+_CHART_WIDTH_PX, _CHART_HEIGHT_PX = 600, 380
 
 
 class LiveChart:
@@ -60,6 +61,8 @@ class LiveChart:
     ``baseline_seconds`` and ``baseline_tokens`` describe a non-streamed call of the same request
     (its elapsed seconds and its ``usage.completion_tokens``); without them no baseline is drawn.
     ``label`` says where the stream comes from (a recording's label, or the backend's).
+    ``max_updates_per_s``: every redraw makes the browser re-render the whole plot; at 20 a second
+    a headless Chromium on a busy 2-core machine fell seconds behind the stream, 10 look smooth.
     """
 
     def __init__(
@@ -69,7 +72,7 @@ class LiveChart:
         baseline_seconds: float | None = None,
         baseline_tokens: int | None = None,
         label: str = "",
-        max_updates_per_s: float = 20.0,
+        max_updates_per_s: float = 10.0,
     ) -> None:
         self.title = title
         self.label = label
@@ -98,9 +101,8 @@ class LiveChart:
                     x=[],
                     y=[],
                     name="streamed: content chunks",
-                    mode="lines+markers",
+                    mode="lines",  # markers would add an SVG node per chunk to every redraw
                     line_shape="hv",
-                    marker_size=4,
                 )
             ],
             layout=go.Layout(
@@ -111,6 +113,7 @@ class LiveChart:
                 yaxis_rangemode="tozero",
                 legend={"orientation": "h", "yanchor": "top", "y": -0.2},
                 margin={"l": 60, "r": 20, "t": 50, "b": 40},
+                width=_CHART_WIDTH_PX,
                 height=_CHART_HEIGHT_PX,
             ),
         )
@@ -125,12 +128,14 @@ class LiveChart:
             )
         self.figure.add_class(CSS_CHART)
         self.text_widget = ipywidgets.HTML(
-            layout=ipywidgets.Layout(width="35%", max_height=f"{_CHART_HEIGHT_PX}px", overflow="auto")
+            layout=ipywidgets.Layout(
+                flex="1 1 240px", max_height=f"{_CHART_HEIGHT_PX}px", overflow="auto", padding="8px"
+            )
         )
         self.text_widget.add_class(CSS_TEXT)
         self.status_widget = ipywidgets.HTML(value=html.escape(label))
-        chart_box = ipywidgets.Box([self.figure], layout=ipywidgets.Layout(width="65%"))
-        self.widget = ipywidgets.VBox([ipywidgets.HBox([chart_box, self.text_widget]), self.status_widget])
+        row = ipywidgets.HBox([self.figure, self.text_widget], layout=ipywidgets.Layout(flex_flow="row wrap"))
+        self.widget = ipywidgets.VBox([row, self.status_widget])
         self.widget.add_class(CSS_CONTAINER)
 
     # --- display -----------------------------------------------------------
@@ -330,7 +335,6 @@ class LiveChart:
         self.text_widget.value = (
             f'<pre style="white-space: pre-wrap; margin: 0">{html.escape(self.text)}</pre>'
         )
-        self.status_widget.value = html.escape(f"{self._chunks} chunks, {new.offsets[-1]:.2f} s")
         self.updates += 1
 
     def _assemble(self, chunk: Any) -> None:

@@ -40,11 +40,20 @@ class LabServer:
         return f"{self.base_url}/{path}?token={self.token}"
 
     def get_json(self, api_path: str) -> Any:
-        request = urllib.request.Request(
-            f"{self.base_url}/{api_path}", headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(self._request(api_path), timeout=10) as response:
             return json.load(response)
+
+    def shut_down_kernels(self) -> None:
+        """Stop every session's kernel: notebooks run one after another on a small machine."""
+        for session in self.get_json("api/sessions"):
+            urllib.request.urlopen(
+                self._request(f"api/sessions/{session['id']}", "DELETE"), timeout=30
+            ).close()
+
+    def _request(self, api_path: str, method: str = "GET") -> urllib.request.Request:
+        return urllib.request.Request(
+            f"{self.base_url}/{api_path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

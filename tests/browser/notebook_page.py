@@ -1,13 +1,18 @@
-"""Drive one notebook in JupyterLab like a user does, and watch what the page shows while it runs.
+"""Drive one notebook in JupyterLab like a user does, and record what the page shows while it runs.
 
 The DOM hooks come from streamscope.live: a live view is an element with class `streamscope-live`, holding
 a plotly FigureWidget with class `streamscope-live-chart` and a text widget with class
-`streamscope-live-text`. Each element gets a stable id the first time the page sees it, so that growth
-is followed on the same element (updated in place) rather than on whatever element happens to be first.
+`streamscope-live-text`. snapshot.js reads them; problems.js lists what a user would see as broken.
+
+Two observers: Python polls the page (to know when the run is over and to take screenshots), and a timer
+inside the page records every state change. The in-page record is the one the growth checks use: when
+the browser is busy (a 2-core machine), a poll from Python can wait a second for an answer, while the
+page's own timer still sees each state the page reached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,50 +21,71 @@ from typing import Any
 
 from lab_server import LabServer
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-SAMPLE_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 0.1
+RECORD_INTERVAL_MS = 50
 KERNEL_READY_TIMEOUT_S = 60.0
+# After the last cell, widget views that are still loading get this long to appear (then they count
+# as broken): on a busy machine plotly.js can take seconds to load.
+SETTLE_TIMEOUT_S = 30.0
 
 # The page-side probes, each one JavaScript arrow function (see the comments in the files).
 SNAPSHOT_JS = (Path(__file__).parent / "snapshot.js").read_text()
 PROBLEMS_JS = (Path(__file__).parent / "problems.js").read_text()
 
+START_RECORDER_JS = f"""() => {{
+  const snapshot = {SNAPSHOT_JS};
+  const record = (window.__streamscopeRecord = []);
+  let last = '';
+  window.__streamscopeRecorder = setInterval(() => {{
+    const state = snapshot();
+    const key = JSON.stringify([state.prompts, state.charts, state.texts]);
+    if (key !== last) record.push(state);
+    last = key;
+  }}, {RECORD_INTERVAL_MS});
+}}"""
+STOP_RECORDER_JS = "() => { clearInterval(window.__streamscopeRecorder); return window.__streamscopeRecord; }"
 
-@dataclass
-class Sample:
-    seconds: float
-    snapshot: dict[str, Any]
+# Every live view holds a drawn chart and its text, and no widget is still loading.
+SETTLED_JS = """() =>
+  [...document.querySelectorAll('.jp-Notebook .streamscope-live')].every((box) =>
+    box.querySelector('.streamscope-live-chart .main-svg') && box.querySelector('.streamscope-live-text'))
+  && ![...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')].some(
+    (out) => out.childElementCount === 0 && out.textContent.startsWith('Loading widget'))
+"""
 
-    @property
-    def finished(self) -> bool:
-        prompts = self.snapshot["prompts"]
-        return (
-            self.snapshot["kernel"] == "idle"
-            and bool(prompts)
-            and all(p.strip("[]:").isdigit() for p in prompts)
-        )
+
+def finished(snapshot: dict[str, Any]) -> bool:
+    """Every code cell has an execution count and the kernel is idle."""
+    prompts = snapshot["prompts"]
+    return snapshot["kernel"] == "idle" and bool(prompts) and all(p.strip("[]:").isdigit() for p in prompts)
 
 
 @dataclass
 class NotebookRun:
-    samples: list[Sample] = field(default_factory=list)
+    seconds: float = 0.0
+    states: list[dict[str, Any]] = field(default_factory=list)  # recorded in the page, in order
     problems: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
 
-    def growth(self, kind: str) -> dict[int, list[int]]:
-        """For each chart or text element (by page id), the values seen, in order, without repeats."""
-        series: dict[int, list[int]] = {}
-        for sample in self.samples:
-            for element_id, value in sample.snapshot[kind]:
-                seen = series.setdefault(element_id, [])
-                if not seen or seen[-1] != value:
-                    seen.append(value)
+    def growth(self, kind: str) -> dict[int, tuple[list[int], int]]:
+        """For each chart or text element (by page id): the distinct values shown while cells were still
+        running, in order, and the last value shown."""
+        series: dict[int, tuple[list[int], int]] = {}
+        for state in self.states:
+            for element_id, value, running in state[kind]:
+                while_running, _ = series.get(element_id, ([], 0))
+                if running and (not while_running or while_running[-1] != value):
+                    while_running.append(value)
+                series[element_id] = (while_running, value)
         return series
 
 
 def open_notebook(page: Page, lab: LabServer, notebook_path: str) -> None:
     """Open the notebook and wait until its kernel is started, connected to this page, and idle."""
-    page.goto(lab.page_url(f"lab/tree/{notebook_path}"))
+    # `reset` starts from an empty workspace: no tab restored from the previous notebook.
+    page.goto(lab.page_url(f"lab/tree/{notebook_path}") + "&reset")
     deadline = time.monotonic() + KERNEL_READY_TIMEOUT_S
     # The page's indicator says "idle" once before any kernel exists, so ask the server first.
     while not any(
@@ -81,33 +107,36 @@ def run_menu_command(page: Page, menu: str, command: str) -> None:
     page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
 
 
-def run_all_cells(
-    page: Page, timeout_s: float, on_sample: Callable[[NotebookRun, Sample], None]
-) -> NotebookRun:
-    """Clear old outputs, Run > Run All Cells, and sample the page until every cell has run."""
+def run_all_cells(page: Page, timeout_s: float, on_poll: Callable[[dict[str, Any]], None]) -> NotebookRun:
+    """Clear old outputs, Run > Run All Cells, and watch the page until every cell has run.
+
+    `on_poll` gets each snapshot Python takes while cells are running (for screenshots).
+    """
     run = NotebookRun()
     page.on("console", lambda msg: msg.type == "error" and run.console_errors.append(msg.text))
     page.on("pageerror", lambda error: run.console_errors.append(f"uncaught: {error}"))
     run_menu_command(page, "Edit", "editmenu:clear-all")
+    page.evaluate(START_RECORDER_JS)
     start = time.perf_counter()
     run_menu_command(page, "Run", "runmenu:run-all")
-    while True:
-        sample = Sample(time.perf_counter() - start, page.evaluate(SNAPSHOT_JS))
-        run.samples.append(sample)
-        on_sample(run, sample)
-        if sample.finished:
-            break
-        if sample.seconds > timeout_s:
-            raise TimeoutError(f"cells still running after {timeout_s:.0f} s: {sample.snapshot['prompts']}")
-        page.wait_for_timeout(SAMPLE_INTERVAL_S * 1000)
+    while not finished(snapshot := page.evaluate(SNAPSHOT_JS)):
+        if time.perf_counter() - start > timeout_s:
+            raise TimeoutError(f"cells still running after {timeout_s:.0f} s: {snapshot['prompts']}")
+        on_poll(snapshot)
+        page.wait_for_timeout(POLL_INTERVAL_S * 1000)
+    run.seconds = time.perf_counter() - start
+    # What is still missing after that is reported by problems.js.
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(SETTLED_JS, timeout=SETTLE_TIMEOUT_S * 1000, polling=100)
+    run.states = page.evaluate(STOP_RECORDER_JS)
     run.problems = page.evaluate(PROBLEMS_JS)
     return run
 
 
-def screenshot_around(page: Page, selector: str, path: Path) -> None:
-    """Scroll the first element matching `selector` to the middle of the view and save the window."""
+def screenshot_around(page: Page, selector: str, index: int = 0) -> bytes:
+    """Scroll the index-th element matching `selector` (if any) to the middle of the view; take the window."""
     page.evaluate(
-        "(selector) => document.querySelector(selector)?.scrollIntoView({block: 'center'})", selector
+        "([selector, i]) => document.querySelectorAll(selector)[i]?.scrollIntoView({block: 'center'})",
+        [selector, index],
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=path)
+    return page.screenshot()

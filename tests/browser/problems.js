@@ -22,9 +22,12 @@
     if (cell.querySelector('.jupyter-widgets-error-widget')) {
       problems.push(`${where}: widget failed to load, the page shows the ipywidgets error widget`);
     }
-    for (const chart of cell.querySelectorAll('.streamscope-live-chart')) {
-      if (!chart.matches('.js-plotly-plot') && !chart.querySelector('.js-plotly-plot')) {
-        problems.push(`${where}: the live chart has no plotly graph in it`);
+    for (const box of cell.querySelectorAll('.streamscope-live')) {
+      if (!box.querySelector('.streamscope-live-chart .main-svg')) {
+        problems.push(`${where}: the live view shows no chart (its plotly FigureWidget did not render)`);
+      }
+      if (!box.querySelector('.streamscope-live-text')) {
+        problems.push(`${where}: the live view shows no streamed text`);
       }
     }
   });

@@ -1,6 +1,9 @@
-// One look at the notebook page while it runs (evaluated by notebook_page.py every ~100 ms).
+// One look at the notebook page while it runs. notebook_page.py calls it from Python to follow the
+// run, and from a timer inside the page (every 50 ms) to record each state the page reaches even
+// when the page is too busy to answer Python quickly.
 // Each live element gets a stable id the first time it is seen, so growth is followed on the same
-// element (updated in place), not on whatever element happens to come first.
+// element (updated in place), not on whatever element happens to come first; `running` says whether
+// a cell was still running or queued (prompt [*]) at that moment.
 // Points are counted as plotly counts them: `_fullData[i]._length` is the number of points plotly
 // drew for trace i (it decodes typed-array specs, while `data[i].x` may still be a base64 spec).
 () => {
@@ -9,19 +12,21 @@
     if (!seen.ids.has(el)) seen.ids.set(el, seen.next++);
     return seen.ids.get(el);
   };
-  const graphOf = (el) => (el.matches('.js-plotly-plot') ? el : el.querySelector('.js-plotly-plot'));
   const points = (el) => {
-    const graph = graphOf(el);
+    const graph = el.matches('.js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
     if (!graph) return -1;
     const traces = graph._fullData ?? graph.data ?? [];
     return traces.reduce((n, t) => n + (t._length ?? t.x?.length ?? t.y?.length ?? 0), 0);
   };
   const all = (selector) => [...document.querySelectorAll(`.jp-Notebook ${selector}`)];
+  const prompts = all('.jp-CodeCell .jp-InputArea-prompt').map((el) => el.textContent.trim());
+  const running = prompts.some((prompt) => prompt.includes('*'));
   return {
-    prompts: all('.jp-CodeCell .jp-InputArea-prompt').map((el) => el.textContent.trim()),
+    t: performance.now() / 1000,
+    prompts,
     kernel: document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status ?? null,
     live: all('.streamscope-live').length,
-    charts: all('.streamscope-live-chart').map((el) => [idOf(el), points(el)]),
-    texts: all('.streamscope-live-text').map((el) => [idOf(el), el.textContent.length]),
+    charts: all('.streamscope-live-chart').map((el) => [idOf(el), points(el), running]),
+    texts: all('.streamscope-live-text').map((el) => [idOf(el), el.textContent.length, running]),
   };
 }

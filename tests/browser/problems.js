@@ -6,7 +6,7 @@
   const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
   cells.forEach((cell, index) => {
     const prompt = cell.querySelector('.jp-InputArea-prompt')?.textContent.trim() ?? '';
-    const where = `code cell ${index + 1} ${prompt}`;
+    const where = `code cell ${index + 1} (${prompt.replace(/:$/, '')})`;
     const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')];
     // Tracebacks and stderr both render with this MIME type.
     for (const out of outputs.filter((o) => o.dataset.mimeType === 'application/vnd.jupyter.stderr')) {
@@ -18,9 +18,12 @@
         problems.push(`${where}: widget not rendered, the page shows "${clip(out.textContent)}"`);
       }
     }
-    // ipywidgets shows this when a widget's JavaScript module cannot be loaded.
-    if (cell.querySelector('.jupyter-widgets-error-widget')) {
-      problems.push(`${where}: widget failed to load, the page shows the ipywidgets error widget`);
+    // ipywidgets shows this icon when a widget's JavaScript cannot be loaded; a click on it shows
+    // "[Open Browser Console ...]", the message, then the stack.
+    for (const error of cell.querySelectorAll('.jupyter-widgets-error-widget')) {
+      error.parentElement?.click();
+      const message = error.querySelector('pre')?.textContent.trim().split('\n')[1] ?? '';
+      problems.push(`${where}: a widget failed to load, the page shows ipywidgets' error widget: ${message}`);
     }
     for (const box of cell.querySelectorAll('.streamscope-live')) {
       if (!box.querySelector('.streamscope-live-chart .main-svg')) {

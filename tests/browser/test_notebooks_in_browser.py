@@ -71,11 +71,14 @@ class MidstreamShots:
 def growth_failures(run: NotebookRun, kind: str, label: str) -> list[str]:
     failures = []
     for number, (while_running, final) in enumerate(run.growth(kind).values(), start=1):
-        partial = [value for value in while_running if 0 < value < final]
-        if final <= 0 or len(partial) < MIN_PARTIAL_STATES:
+        shown = [value for value in while_running if value >= 0]  # -1: no plotly graph yet
+        partial = [value for value in shown if 0 < value < final]
+        if final < 0:
+            failures.append(f"{label} {number} was never drawn")
+        elif final == 0 or len(partial) < MIN_PARTIAL_STATES:
             failures.append(
                 f"{label} {number} did not grow while the stream arrived: while cells ran the page showed "
-                f"{while_running or 'nothing'}, then {final} at the end (needs >= {MIN_PARTIAL_STATES} "
+                f"{shown or 'nothing'}, then {final} at the end (needs >= {MIN_PARTIAL_STATES} "
                 f"partial states; the page recorded its state every {RECORD_INTERVAL_MS} ms)"
             )
     return failures
@@ -114,9 +117,9 @@ def test_notebook_runs_in_jupyterlab(browser: Browser, jupyter_lab: LabServer, n
 
     failures = list(run.problems)
     if any(state["live"] for state in run.states):
-        failures += growth_failures(run, "charts", "live chart")
-        failures += growth_failures(run, "texts", "streamed text")
-        if midstream is None:
+        growth = growth_failures(run, "charts", "live chart") + growth_failures(run, "texts", "streamed text")
+        failures += growth
+        if midstream is None and not growth:
             failures.append("no screenshot caught a chart part-way (none taken while it was growing)")
     if failures:
         console = [f"  {line[:300]}" for line in run.console_errors[:8]]

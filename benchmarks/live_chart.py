@@ -1,23 +1,29 @@
 """Does drawing the live chart distort the chunk timestamps it shows?
 
 Replays the seed's count-to-100 stream (302 chunks, OpenAI's 2023 timings) from the replay
-server at speed 1 through the real openai SDK, several times each way, and times every chunk:
+server at speed 1 through the real openai SDK, several times each way, interleaved, and times
+every chunk:
 
 * chart off (the peer): a plain loop through ``StreamTimer.track``;
 * chart on: ``LiveChart.run``, its widget updates really computed (and, in a kernel, serialized
   and sent on IOPub; no browser is attached), with the GIL switch interval run() sets;
 * chart on, default switch interval (5 ms): what run() would measure without lowering it.
 
-For every chunk, the schedule error is its offset from the first chunk minus the recording's
-offset of that chunk from the first one. It prints p50 and p99 of |schedule error| per way, and
-the chart's cost: on minus off (target: at most 1 ms at p99).
+Two errors per chunk, each as |its offset from the first chunk - the reference's offset of that
+chunk from the first|, with p50 and p99 per way and the chart's cost, on minus off (target: at
+most 1 ms at p99):
+
+* schedule error: the reference is the recording (what the notebook shows against);
+* delivery error: the reference is when the server actually wrote the chunk (logged in the server
+  process on the same monotonic clock), which takes the server's own lateness out and leaves
+  what happens in the client: the network stack, the SDK, and the chart.
 
 By default the measurement runs inside a Jupyter kernel, as in a notebook (reader thread and
 redraws in the kernel process, widget messages serialized and sent); ``--in-process`` runs it
 in this process instead, where widget messages go nowhere (no comm), so redraws cost less.
-The replay server runs in its own process (``python -m streamscope serve``), so that only the
-chart competes with the reader; ``--server thread`` uses the notebooks' default instead (the
-shared replay server in a thread of the measuring process, competing for the GIL too).
+The replay server runs in its own process, so that only the chart competes with the reader;
+``--server thread`` uses the notebooks' default instead (the shared replay server in a thread
+of the measuring process, competing for the GIL too; no delivery error then).
 
     .venv/bin/python benchmarks/live_chart.py [--reps 5] [--in-process] [--server thread]
 """
@@ -26,11 +32,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +46,30 @@ from typing import Any
 
 RECORDING = "seed-chat-count-to-100-stream"
 WAYS = ("chart off", "chart on", "chart on, 5 ms switch interval")
+
+# The replay server, run in its own process, logging when each write leaves it. Benchmark-side
+# instrumentation: it wraps the server's paced event generator without changing it.
+_LOGGING_SERVER = """
+import json, sys, time
+from streamscope import replay
+
+paced = replay._paced_events
+
+async def logged(*args, **kwargs):
+    sends = []
+    try:
+        async for piece in paced(*args, **kwargs):
+            sends.append((time.perf_counter(), piece.count(b"data: {")))
+            yield piece
+    finally:
+        print("SENDS " + json.dumps(sends), flush=True)
+
+replay._paced_events = logged
+server = replay.ReplayServer(speed=1.0).start()
+print("URL " + server.base_url, flush=True)
+sys.stdin.read()  # serve until the benchmark closes stdin
+server.stop()
+"""
 
 
 def _replayed_offsets(create: Any, way: str) -> tuple[list[float], dict[str, Any]]:
@@ -73,69 +105,33 @@ def _replayed_offsets(create: Any, way: str) -> tuple[list[float], dict[str, Any
 
 
 def measure(reps: int, base_url: str | None) -> dict[str, Any]:
-    """Run every way ``reps`` times, interleaved, and return the schedule errors in ms.
+    """One warm-up replay, then every way ``reps`` times, interleaved: the offsets of each replay.
 
     ``base_url``: a replay server running elsewhere; None uses the notebooks' default backend,
     the shared replay server in a thread of this process.
     """
     import streamscope
     from streamscope.recording import load_recording
-    from streamscope.timing import Timeline
 
-    recording = load_recording(RECORDING)
-    recorded = Timeline.from_recording(recording).offsets
-    body = {k: v for k, v in recording.request["body"].items() if k != "stream"}
-    errors: dict[str, list[float]] = {way: [] for way in WAYS}
-    rep_p99: dict[str, list[float]] = {way: [] for way in WAYS}
-    updates: list[int] = []
-    draw_ms: list[float] = []
+    body = {k: v for k, v in load_recording(RECORDING).request["body"].items() if k != "stream"}
     client = streamscope.client(backend=base_url or "replay", speed=1.0, max_retries=0)
 
     def create() -> Any:
         return client.chat.completions.create(**body, stream=True)
 
-    _replayed_offsets(create, "chart off")  # warm up: connection, imports, first-use costs
-    for _ in range(reps):
-        for way in WAYS:
-            offsets, chart = _replayed_offsets(create, way)
-            if len(offsets) != len(recorded):
-                raise SystemExit(f"{way}: {len(offsets)} chunks arrived, the recording has {len(recorded)}")
-            rep = [
-                1000 * abs((t - offsets[0]) - (r - recorded[0]))
-                for t, r in zip(offsets, recorded, strict=True)
-            ]
-            errors[way] += rep
-            rep_p99[way].append(_percentile(rep, 99))
-            if way == "chart on":
-                updates.append(chart["updates"])
-                draw_ms += chart["draw_ms"]
-    return {
-        "chunks": len(recorded),
-        "reps": reps,
-        "errors_ms": errors,
-        "rep_p99_ms": rep_p99,
-        "updates": updates,
-        "draw_ms": draw_ms,
-        "python": sys.version.split()[0],
-    }
-
-
-def _percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
-
-
-@contextlib.contextmanager
-def _server_process() -> Iterator[str]:
-    """``python -m streamscope serve`` at speed 1 on a free loopback port; yields its base URL."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamscope", "serve", "--speed", "1"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        line = server.stdout.readline()  # "... listening on http://127.0.0.1:PORT/v1 (...)"
-        yield next(word for word in line.split() if word.startswith("http://"))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    replays: list[tuple[str, list[float]]] = []
+    updates: list[int] = []
+    draw_ms: list[float] = []
+    # The order of the ways rotates from one round to the next, so that none always follows another.
+    order = [WAYS[(i + r) % len(WAYS)] for r in range(reps) for i in range(len(WAYS))]
+    for way in ["warm-up", *order]:  # warm-up: connection, imports, first-use costs
+        gc.collect()  # the previous replay's garbage (a whole chart) is not collected during this one
+        offsets, chart = _replayed_offsets(create, "chart off" if way == "warm-up" else way)
+        replays.append((way, offsets))
+        if way == "chart on":
+            updates.append(chart["updates"])
+            draw_ms += chart["draw_ms"]
+    return {"replays": replays, "updates": updates, "draw_ms": draw_ms, "python": sys.version.split()[0]}
 
 
 def _in_kernel(reps: int, base_url: str | None) -> dict[str, Any]:
@@ -169,7 +165,70 @@ def _in_kernel(reps: int, base_url: str | None) -> dict[str, Any]:
     return json.loads(line.removeprefix("RESULT "))
 
 
+@contextlib.contextmanager
+def _logging_server() -> Iterator[tuple[str, list[list[float]]]]:
+    """The replay server in its own process; yields its base URL and, per stream, its chunk send times."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _LOGGING_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    sends: list[list[float]] = []
+
+    def drain() -> None:  # keep the pipe empty so that the server never blocks on a print
+        for line in server.stdout:
+            if line.startswith("SENDS "):
+                writes = json.loads(line.removeprefix("SENDS "))
+                sends.append([t for t, chunks in writes for _ in range(chunks)])
+
+    try:
+        url = server.stdout.readline().removeprefix("URL ").strip()
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
+        yield url, sends
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+        drainer.join(timeout=10)
+
+
+def _errors_ms(offsets: list[float], reference: list[float]) -> list[float]:
+    if len(offsets) != len(reference):
+        raise SystemExit(f"{len(offsets)} chunks arrived, the reference has {len(reference)}")
+    return [
+        1000 * abs((t - offsets[0]) - (r - reference[0])) for t, r in zip(offsets, reference, strict=True)
+    ]
+
+
+def _percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def _report(title: str, errors: dict[str, list[list[float]]]) -> None:
+    """Print p50/p99 per way (pooled over replays), each replay's p99, and the chart's cost."""
+    print(title)
+    print(f"  {'':32} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   p99 of each replay (ms) and their median")
+    p99, median_p99 = {}, {}
+    for way in WAYS:
+        pooled = [e for replay in errors[way] for e in replay]
+        per_replay = [_percentile(replay, 99) for replay in errors[way]]
+        p99[way], median_p99[way] = _percentile(pooled, 99), statistics.median(per_replay)
+        listed = " ".join(f"{v:.2f}" for v in per_replay)
+        print(
+            f"  {way:32} {_percentile(pooled, 50):8.3f} {p99[way]:8.3f} {max(pooled):8.3f}   "
+            f"{listed}; median {median_p99[way]:.2f}"
+        )
+    for way in WAYS[1:]:
+        cost, typical = p99[way] - p99["chart off"], median_p99[way] - median_p99["chart off"]
+        verdict = "within" if cost <= 1.0 else "OVER"
+        print(
+            f"  {way} - chart off: {cost:+.3f} ms at p99 ({verdict} the 1 ms budget), "
+            f"{typical:+.3f} ms between the medians of the replays' p99"
+        )
+
+
 def main() -> None:
+    from streamscope.recording import load_recording
+    from streamscope.timing import Timeline
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="replays per way (default 5)")
     parser.add_argument("--in-process", action="store_true", help="measure in this process, not in a kernel")
@@ -180,39 +239,33 @@ def main() -> None:
         help="replay server in its own process (default) or in a thread beside the measurement",
     )
     args = parser.parse_args()
+    recorded = Timeline.from_recording(load_recording(RECORDING)).offsets
     with contextlib.ExitStack() as stack:
-        base_url = stack.enter_context(_server_process()) if args.server == "process" else None
+        base_url, sends = stack.enter_context(_logging_server()) if args.server == "process" else (None, [])
         result = measure(args.reps, base_url) if args.in_process else _in_kernel(args.reps, base_url)
+    replays = result["replays"]
     where = "in this process (no comm)" if args.in_process else "in a Jupyter kernel (no browser attached)"
-    where += f", replay server in a {args.server}"
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
-        f"{RECORDING}: {result['chunks']} chunks, {result['reps']} replays per way at speed 1, "
-        f"{where}, Python {result['python']}, {os.cpu_count()} CPUs, load average {load}"
+        f"{RECORDING}: {len(recorded)} chunks, {args.reps} replays per way at speed 1 (interleaved), "
+        f"measured {where}, replay server in a {args.server}; Python {result['python']}, "
+        f"{os.cpu_count()} CPUs, load average {load}"
     )
-    print("schedule error = |chunk offset from the first chunk - recorded offset from the first chunk|")
-    print(f"{'':34} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   p99 of each replay (ms), median")
-    p99, median_p99 = {}, {}
-    for way in WAYS:
-        errors, per_rep = result["errors_ms"][way], result["rep_p99_ms"][way]
-        p99[way], median_p99[way] = _percentile(errors, 99), statistics.median(per_rep)
-        listed = " ".join(f"{v:.2f}" for v in per_rep)
-        print(
-            f"{way:34} {_percentile(errors, 50):8.3f} {p99[way]:8.3f} {max(errors):8.3f}   "
-            f"{listed}, median {median_p99[way]:.2f}"
-        )
     draws = result["draw_ms"]
     print(
-        f"chart on: {statistics.mean(result['updates']):.0f} redraws per replay; a redraw takes "
-        f"{statistics.median(draws):.2f} ms median, {max(draws):.2f} ms max (in the updater)"
+        f"chart on: {statistics.mean(result['updates']):.0f} redraws per replay, each "
+        f"{statistics.median(draws):.2f} ms median, {max(draws):.2f} ms max (time in the updater)"
     )
-    for way in WAYS[1:]:
-        cost, typical = p99[way] - p99["chart off"], median_p99[way] - median_p99["chart off"]
-        verdict = "within" if cost <= 1.0 else "OVER"
-        print(
-            f"{way} - chart off: {cost:+.3f} ms at p99 ({verdict} the 1 ms budget); "
-            f"{typical:+.3f} ms between the medians of the replays' p99"
-        )
+    schedule = {way: [_errors_ms(o, recorded) for w, o in replays if w == way] for way in WAYS}
+    _report("schedule error (reference: the recording's offsets):", schedule)
+    if sends:
+        if len(sends) != len(replays):
+            raise SystemExit(f"the server logged {len(sends)} streams for {len(replays)} replays")
+        delivery = {
+            way: [_errors_ms(o, s) for (w, o), s in zip(replays, sends, strict=True) if w == way]
+            for way in WAYS
+        }
+        _report("delivery error (reference: when the server wrote each chunk):", delivery)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import html
 import inspect
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from typing import Any
@@ -46,6 +47,8 @@ from .timing import StreamTimer, Timeline
 # lowers the interval while the stream lasts, so that a chunk's timestamp waits at most about this
 # long, and restores it after; benchmarks/live_chart.py measures the timestamps with and without.
 READER_SWITCH_INTERVAL_S = 0.0005
+# A redraw waits for this long a quiet spell in the stream (see LiveChart._wait_for_a_lull).
+LULL_S = 0.002
 
 CSS_CONTAINER = "streamscope-live"
 CSS_CHART = "streamscope-live-chart"
@@ -230,6 +233,7 @@ class LiveChart:
             reader.start()
             try:
                 while not self._done.wait(self.min_update_interval):
+                    self._wait_for_a_lull()
                     self._draw()
             except KeyboardInterrupt:
                 # The reader closes the stream at its next chunk; the chart keeps what arrived.
@@ -304,6 +308,21 @@ class LiveChart:
         self._sync_figure_state()
 
     # --- drawing -----------------------------------------------------------
+
+    def _wait_for_a_lull(self) -> None:
+        """Wait until no chunk has arrived for LULL_S (at most one update interval).
+
+        Chunks often come in bursts (several in one network read), which the reader parses one
+        after another; a redraw in the middle would take the CPU from it and delay the rest of
+        the burst's timestamps by the redraw's duration.
+        """
+        deadline = time.perf_counter() + self.min_update_interval
+        seen = len(self._timer.timeline.offsets)
+        while not self._done.wait(LULL_S) and time.perf_counter() < deadline:
+            arrived = len(self._timer.timeline.offsets)
+            if arrived == seen:
+                return
+            seen = arrived
 
     def _take_new(self) -> Timeline:
         """The chunks recorded since the last call, with their offsets."""

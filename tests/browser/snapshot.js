@@ -4,8 +4,10 @@
 // Each live element gets a stable id the first time it is seen, so growth is followed on the same
 // element (updated in place), not on whatever element happens to come first; `running` says whether
 // a cell was still running or queued (prompt [*]) at that moment.
-// Points are counted as plotly counts them: `_fullData[i]._length` is the number of points plotly
-// drew for trace i (it decodes typed-array specs, while `data[i].x` may still be a base64 spec).
+// A chart's size is the number of points in its longest trace (the stream's; the others, such as a
+// baseline or a marker line, have a few fixed points), counted as plotly counts them:
+// `_fullData[i]._length` is what plotly drew for trace i (it decodes typed-array specs, while
+// `data[i].x` may still be a base64 spec).
 () => {
   const seen = (window.__streamscopeSeen ??= { ids: new WeakMap(), next: 0 });
   const idOf = (el) => {
@@ -16,7 +18,7 @@
     const graph = el.matches('.js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
     if (!graph) return -1;
     const traces = graph._fullData ?? graph.data ?? [];
-    return traces.reduce((n, t) => n + (t._length ?? t.x?.length ?? t.y?.length ?? 0), 0);
+    return Math.max(0, ...traces.map((t) => t._length ?? t.x?.length ?? t.y?.length ?? 0));
   };
   const all = (selector) => [...document.querySelectorAll(`.jp-Notebook ${selector}`)];
   const prompts = all('.jp-CodeCell .jp-InputArea-prompt').map((el) => el.textContent.trim());

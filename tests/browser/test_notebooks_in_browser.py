@@ -87,6 +87,8 @@ def growth_failures(run: NotebookRun, kind: str, label: str) -> list[str]:
 def save_screenshots(notebook: Path, midstream: bytes | None, end: bytes) -> list[Path]:
     SCREENSHOTS.mkdir(exist_ok=True)
     shots = {"end": end} if midstream is None else {"midstream": midstream, "end": end}
+    if midstream is None:
+        (SCREENSHOTS / f"{notebook.stem}-midstream.png").unlink(missing_ok=True)  # not one from a past run
     saved = []
     for moment, png in shots.items():
         path = SCREENSHOTS / f"{notebook.stem}-{moment}.png"

@@ -96,7 +96,8 @@ def open_notebook(page: Page, lab: LabServer, notebook_path: str) -> None:
     ):
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"no idle kernel connected to {notebook_path} after {KERNEL_READY_TIMEOUT_S:.0f} s"
+                f"no idle kernel connected to {notebook_path} after {KERNEL_READY_TIMEOUT_S:.0f} s; "
+                f"JupyterLab's log ends with:\n{lab.log_tail()}"
             )
         page.wait_for_timeout(250)
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=10_000)

@@ -16,6 +16,7 @@ _LAZY = {
     "client": "backend",
     "async_client": "backend",
     "active_backend": "backend",
+    "last_source": "backend",
     "Recording": "recording",
     "load_recording": "recording",
 }

@@ -27,6 +27,7 @@ import atexit
 import os
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -151,6 +152,18 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
     assert base_url is not None
     return Backend(kind, base_url)
+
+
+def last_source(backend: str | None = None) -> str:
+    """Where the latest result came from, in one line: a recording's provenance label, or the live server.
+
+    Notebooks print it beside every result, so that each figure says what produced it.
+    """
+    kind, base_url = resolve(backend)
+    if kind != "replay":
+        return f"source: live {base_url}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    served = shared_replay_server().last_served
+    return f"source: {served.label}" if served is not None else "source: nothing replayed yet"
 
 
 def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -237,6 +237,7 @@ class _Stats:
 
     def __init__(self) -> None:
         self.active_streams = 0
+        self.last_served: Recording | None = None  # so a notebook can say where a result came from
 
 
 async def _paced_events(entry: _Entry, start: float, speed: float, stats: _Stats) -> AsyncIterator[bytes]:
@@ -286,7 +287,7 @@ def create_app(index: RecordingIndex, speed: float, stats: _Stats | None = None)
             return _error(500, f"The replay server cannot read its recordings: {exc}", kind="server_error")
         if entry is None:
             return _unknown_request(index, path, body)
-        rec = entry.recording
+        rec = stats.last_served = entry.recording
         headers = _replay_headers(rec)
         if rec.streamed:
             return StreamingResponse(
@@ -377,6 +378,11 @@ class ReplayServer:
     def active_streams(self) -> int:
         """How many streamed responses are being sent right now."""
         return self.stats.active_streams
+
+    @property
+    def last_served(self) -> Recording | None:
+        """The recording that answered the latest request."""
+        return self.stats.last_served
 
     def _uvicorn(self) -> uvicorn.Server:
         config = uvicorn.Config(

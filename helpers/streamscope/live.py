@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import html
 import inspect
 import sys
@@ -118,6 +119,14 @@ class LiveChart:
                 margin={"l": 60, "r": 20, "t": 50, "b": 40},
                 width=_CHART_WIDTH_PX,
                 height=_CHART_HEIGHT_PX,
+                # The first-token marker, shown once it is known. Built now, so that plotly loads
+                # its shape and annotation validators here rather than in the middle of the stream.
+                shapes=[
+                    {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "line_dash": "dot", "visible": False}
+                ],
+                annotations=[
+                    {"yref": "paper", "y": 1, "showarrow": False, "xanchor": "left", "visible": False}
+                ],
             ),
         )
         if baseline_seconds is not None and baseline_tokens is not None:
@@ -229,7 +238,7 @@ class LiveChart:
         reader = threading.Thread(
             target=self._read, args=(timer, factory), name="streamscope-live-reader", daemon=True
         )
-        with _switch_interval(READER_SWITCH_INTERVAL_S):
+        with _switch_interval(READER_SWITCH_INTERVAL_S), _old_objects_frozen():
             reader.start()
             try:
                 while not self._done.wait(self.min_update_interval):
@@ -250,16 +259,17 @@ class LiveChart:
         is timestamped after it; redraws are short and at most ``max_updates_per_s`` a second.
         """
         timer = self._begin()
-        reader = asyncio.ensure_future(self._read_async(timer, factory))
-        try:
-            while not reader.done():
-                await asyncio.wait({reader}, timeout=self.min_update_interval)
-                self._draw()
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            reader.cancel()
-            self._interrupted = True
-            self._finish()
-            raise
+        with _old_objects_frozen():
+            reader = asyncio.ensure_future(self._read_async(timer, factory))
+            try:
+                while not reader.done():
+                    await asyncio.wait({reader}, timeout=self.min_update_interval)
+                    self._draw()
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                reader.cancel()
+                self._interrupted = True
+                self._finish()
+                raise
         return self._end()
 
     def _begin(self) -> StreamTimer:
@@ -365,27 +375,28 @@ class LiveChart:
             self._not_assembled = str(exc)
 
     def _mark_first_token(self, offset: float) -> None:
-        self.figure.layout.shapes = [
-            {
-                "type": "line",
-                "x0": offset,
-                "x1": offset,
-                "yref": "paper",
-                "y0": 0,
-                "y1": 1,
-                "line_dash": "dot",
-            }
-        ]
-        self.figure.layout.annotations = [
-            {
-                "x": offset,
-                "y": 1,
-                "yref": "paper",
-                "text": f"first token {offset:.2f} s",
-                "showarrow": False,
-                "xanchor": "left",
-            }
-        ]
+        shape, note = self.figure.layout.shapes[0], self.figure.layout.annotations[0]
+        shape.x0 = shape.x1 = note.x = offset
+        note.text = f"first token {offset:.2f} s"
+        shape.visible = note.visible = True
+
+
+@contextlib.contextmanager
+def _old_objects_frozen() -> Iterator[None]:
+    """Keep the objects that exist before the stream out of the garbage collector's full passes.
+
+    Redraws allocate enough to trigger full collections, and in a kernel that has imported
+    plotly a full pass over every object holds the GIL for 90-160 ms (measured), stalling the
+    reader's timestamps. Frozen, the old objects are skipped; new garbage is still collected.
+    """
+    if gc.get_freeze_count():  # someone else froze objects on purpose: leave their setting alone
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

@@ -18,8 +18,9 @@ write. A non-streamed recording's body goes out after its ``elapsed`` time. A
 client may choose its own speed per request with the ``X-Streamscope-Speed``
 header (``streamscope.client(speed=...)`` does this).
 
-Timing: an event is written within about 0.1 ms of its due time. asyncio's epoll
-selector rounds timer waits up to whole milliseconds, so the server runs on a
+Timing: an event is written a few hundredths of a millisecond after its due time
+on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). asyncio's
+epoll selector rounds timer waits up to whole milliseconds, so the server runs on a
 ``select()``-based loop (microsecond timeouts), sleeps until shortly before each
 due time and finishes with a short spin of ``asyncio.sleep(0)``. Each write goes
 straight out: h11 hands every body chunk to the transport as it is sent, and
@@ -351,7 +352,9 @@ class ReplayServer:
 
     ``recordings`` is a folder (default: the package's recordings) or a list of
     ``Recording`` objects. Use ``.base_url`` as the SDK's ``base_url``; ``.stop()``
-    or a ``with`` block shuts it down.
+    or a ``with`` block shuts it down. In a thread, the server shares the GIL with
+    the host process, whose own work can delay an event; ``python -m streamscope
+    serve`` runs it in a process of its own.
     """
 
     def __init__(
@@ -397,11 +400,15 @@ class ReplayServer:
         )
         return uvicorn.Server(config)
 
+    def _listen(self) -> socket.socket:
+        sock = _bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        return sock
+
     def start(self) -> ReplayServer:
         if self._thread is not None:
             raise RuntimeError("this ReplayServer is already started")
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
+        sock = self._listen()
         self._server = server = self._uvicorn()
         self._thread = threading.Thread(
             target=_run, args=(server, sock), name=f"streamscope-replay-{self.port}", daemon=True
@@ -445,7 +452,7 @@ def serve_forever(
     """Serve the recordings in the foreground until Ctrl-C (``python -m streamscope serve``)."""
     try:
         server = ReplayServer(speed, recordings, host=host, port=port)
-        sock = _bind(host, port)
+        sock = server._listen()
     except (RecordingError, ValueError, OSError) as exc:
         raise SystemExit(f"streamscope serve: {exc}") from None
     if not _is_loopback(host):
@@ -455,7 +462,6 @@ def serve_forever(
             file=sys.stderr,
             flush=True,
         )
-    server.port = sock.getsockname()[1]
     count = len(server.index.entries())
     print(
         f"streamscope replay server listening on {server.base_url} ({count} recordings, "

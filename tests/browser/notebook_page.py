@@ -57,9 +57,14 @@ SETTLED_JS = """() =>
 
 
 def finished(snapshot: dict[str, Any]) -> bool:
-    """Every code cell has an execution count and the kernel is idle."""
-    prompts = snapshot["prompts"]
-    return snapshot["kernel"] == "idle" and bool(prompts) and all(p.strip("[]:").isdigit() for p in prompts)
+    """No cell is running or queued, and the kernel is idle (Run All leaves the cells after an error
+    unrun; problems.js reports them)."""
+    return snapshot["kernel"] == "idle" and not any("*" in prompt for prompt in snapshot["prompts"])
+
+
+def started(snapshot: dict[str, Any]) -> bool:
+    """A cell is queued, running, or has run since the outputs were cleared."""
+    return any(prompt.strip("[]: ") for prompt in snapshot["prompts"])
 
 
 @dataclass
@@ -120,7 +125,7 @@ def run_all_cells(page: Page, timeout_s: float, on_poll: Callable[[dict[str, Any
     page.evaluate(START_RECORDER_JS)
     start = time.perf_counter()
     run_menu_command(page, "Run", "runmenu:run-all")
-    while not finished(snapshot := page.evaluate(SNAPSHOT_JS)):
+    while not started(snapshot := page.evaluate(SNAPSHOT_JS)) or not finished(snapshot):
         if time.perf_counter() - start > timeout_s:
             raise TimeoutError(f"cells still running after {timeout_s:.0f} s: {snapshot['prompts']}")
         on_poll(snapshot)

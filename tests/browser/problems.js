@@ -7,6 +7,9 @@
   cells.forEach((cell, index) => {
     const prompt = cell.querySelector('.jp-InputArea-prompt')?.textContent.trim() ?? '';
     const where = `code cell ${index + 1} (${prompt.replace(/:$/, '')})`;
+    if (prompt === '[ ]:') {
+      problems.push(`${where}: not run (Run All stops at the first cell that raises)`);
+    }
     const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')];
     // Tracebacks and stderr both render with this MIME type.
     for (const out of outputs.filter((o) => o.dataset.mimeType === 'application/vnd.jupyter.stderr')) {

@@ -276,8 +276,8 @@ def main() -> None:
         delivery = {way: [_errors_ms(o, t) for w, o, t, _ in paired if w == way] for way in WAYS}
         _report("delivery error (reference: when the server wrote each chunk):", delivery)
         first = {way: [_errors_ms(o, t, f) for w, o, t, f in paired if w == way] for way in WAYS}
-        writes = sum(paired[0][3])
-        _report(f"delivery error of the first chunk of each write ({writes} of {len(recorded)}):", first)
+        writes = statistics.mean(sum(firsts) for *_, firsts in paired)
+        _report(f"delivery error of the first chunk of each write ({writes:.0f} of {len(recorded)}):", first)
 
 
 if __name__ == "__main__":

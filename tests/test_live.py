@@ -263,3 +263,14 @@ def test_run_async_error_keeps_what_arrived_and_reraises():
         asyncio.run(chart.run_async(lambda: _async_source(fail_after=5)))
     assert chart.text == "".join(PIECES[:5])
     assert "INCOMPLETE: ConnectionError" in chart.summary()
+
+
+def test_baseline_without_a_token_count_is_a_line_at_its_moment():
+    chart = LiveChart("test", baseline_seconds=1.5)
+    assert len(chart.figure.data) == 1  # no step: there is no count to step to
+    line = chart.figure.layout.shapes[1]
+    assert (line.x0, line.x1, line.visible) == (1.5, 1.5, None)
+    chart.run(lambda: chunk_source())
+    assert chart.figure.layout.shapes[0].visible  # the first-token marker
+    assert chart.figure.layout.shapes[1].x0 == 1.5
+    assert "vs whole reply at 1.50 s (non-streamed)" in chart.summary()

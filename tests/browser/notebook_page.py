@@ -36,7 +36,7 @@ PROBLEMS_JS = (Path(__file__).parent / "problems.js").read_text()
 
 START_RECORDER_JS = f"""() => {{
   const snapshot = {SNAPSHOT_JS};
-  const record = (window.__streamscopeRecord = []);
+  const record = (window.__streamscopeRecord = [snapshot()]);  // the first state: just before Run All
   let last = '';
   window.__streamscopeRecorder = setInterval(() => {{
     const state = snapshot();
@@ -68,22 +68,36 @@ def started(snapshot: dict[str, Any]) -> bool:
 
 
 @dataclass
+class Growth:
+    """What the page showed of one chart (points) or text (characters); seconds are from Run All."""
+
+    while_running: list[int] = field(default_factory=list)  # distinct values while cells ran, in order
+    final: int = 0
+    first_shown_s: float | None = None  # first non-empty state
+    cells_done_s: float | None = None  # first state seen after the last cell had run
+
+
+@dataclass
 class NotebookRun:
     seconds: float = 0.0
     states: list[dict[str, Any]] = field(default_factory=list)  # recorded in the page, in order
     problems: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
 
-    def growth(self, kind: str) -> dict[int, tuple[list[int], int]]:
-        """For each chart or text element (by page id): the distinct values shown while cells were still
-        running, in order, and the last value shown."""
-        series: dict[int, tuple[list[int], int]] = {}
+    def growth(self, kind: str) -> dict[int, Growth]:
+        """For each chart or text element, by page id, in the order the page showed them."""
+        start = self.states[0]["t"] if self.states else 0.0
+        series: dict[int, Growth] = {}
         for state in self.states:
             for element_id, value, running in state[kind]:
-                while_running, _ = series.get(element_id, ([], 0))
-                if running and (not while_running or while_running[-1] != value):
-                    while_running.append(value)
-                series[element_id] = (while_running, value)
+                growth = series.setdefault(element_id, Growth())
+                if running and (not growth.while_running or growth.while_running[-1] != value):
+                    growth.while_running.append(value)
+                if value > 0 and growth.first_shown_s is None:
+                    growth.first_shown_s = state["t"] - start
+                if not running and growth.cells_done_s is None:
+                    growth.cells_done_s = state["t"] - start
+                growth.final = value
         return series
 
 

@@ -70,16 +70,19 @@ class MidstreamShots:
 
 def growth_failures(run: NotebookRun, kind: str, label: str) -> list[str]:
     failures = []
-    for number, (while_running, final) in enumerate(run.growth(kind).values(), start=1):
-        shown = [value for value in while_running if value >= 0]  # -1: no plotly graph yet
-        partial = [value for value in shown if 0 < value < final]
-        if final < 0:
+    for number, growth in enumerate(run.growth(kind).values(), start=1):
+        shown = [value for value in growth.while_running if value >= 0]  # -1: no plotly graph yet
+        partial = [value for value in shown if 0 < value < growth.final]
+        if growth.final < 0:
             failures.append(f"{label} {number} was never drawn")
-        elif final == 0 or len(partial) < MIN_PARTIAL_STATES:
+        elif growth.final == 0 or len(partial) < MIN_PARTIAL_STATES:
+            when = f"{growth.first_shown_s:.1f} s" if growth.first_shown_s is not None else "never"
+            done = f"{growth.cells_done_s:.1f} s" if growth.cells_done_s is not None else "the end"
             failures.append(
                 f"{label} {number} did not grow while the stream arrived: while cells ran the page showed "
-                f"{shown or 'nothing'}, then {final} at the end (needs >= {MIN_PARTIAL_STATES} "
-                f"partial states; the page recorded its state every {RECORD_INTERVAL_MS} ms)"
+                f"{shown or 'nothing'}, then {growth.final} at the end (needs >= {MIN_PARTIAL_STATES} "
+                f"partial states; the page recorded its state every {RECORD_INTERVAL_MS} ms). After Run All "
+                f"it first showed something at {when}; the last cell had run at {done}"
             )
     return failures
 
@@ -110,7 +113,7 @@ def test_notebook_runs_in_jupyterlab(browser: Browser, jupyter_lab: LabServer, n
         open_notebook(page, jupyter_lab, f"notebooks/{notebook.name}")
         shots = MidstreamShots(page)
         run = run_all_cells(page, RUN_TIMEOUT_S, shots.on_poll)
-        final_points = {element_id: final for element_id, (_, final) in run.growth("charts").items()}
+        final_points = {element_id: growth.final for element_id, growth in run.growth("charts").items()}
         midstream = shots.best(final_points)
         saved = save_screenshots(notebook, midstream, screenshot_around(page, LIVE_CHART))
     finally:

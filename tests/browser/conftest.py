@@ -29,7 +29,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: runs notebooks in JupyterLab in a real browser (Chromium)")
 
 
-@pytest.fixture(scope="session")
+# Module scope, so both close right after the browser test's module: Playwright's sync API keeps an
+# event loop running in this thread while it is open, and tests that run later call asyncio.run().
+# ("package" scope would not do: without an __init__.py this folder is not a package, and the
+# fixture would live until the end of the session.)
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.skip(
@@ -41,7 +45,7 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     # A copy keeps the committed notebooks (nbval's reference outputs) out of reach of the browser run.
     served = tmp_path_factory.mktemp("lab-root")

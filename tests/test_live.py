@@ -13,7 +13,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from streamscope.live import CSS_CHART, CSS_CONTAINER, CSS_TEXT, LiveChart
+from streamscope import live
+from streamscope.live import CSS_CHART, CSS_CONTAINER, CSS_TEXT, LiveChart, preload
 
 PIECES = [f"{i}, " for i in range(1, 41)]
 
@@ -274,3 +275,18 @@ def test_baseline_without_a_token_count_is_a_line_at_its_moment():
     assert chart.figure.layout.shapes[0].visible  # the first-token marker
     assert chart.figure.layout.shapes[1].x0 == 1.5
     assert "vs whole reply at 1.50 s (non-streamed)" in chart.summary()
+
+
+def test_preload_makes_the_figure_the_next_chart_uses():
+    preload()
+    spare = live._SPARE_FIGURES[-1]
+    chart = _chart()
+    assert chart.figure is spare
+    assert not live._SPARE_FIGURES
+    assert _chart().figure is not spare  # with no spare left, a chart makes its own
+    chart.run(lambda: chunk_source())
+    assert list(chart.figure.data[0].y) == list(range(1, len(PIECES) + 1))
+    assert [trace.name for trace in chart.figure.data] == [
+        "streamed: content chunks",
+        "non-streamed: completion tokens",
+    ]

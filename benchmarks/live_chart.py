@@ -30,7 +30,13 @@ The replay server runs in its own process, so that only the chart competes with 
 ``--server thread`` uses the notebooks' default instead (the shared replay server in a thread
 of the measuring process, competing for the GIL too; no delivery error then).
 
-    .venv/bin/python benchmarks/live_chart.py [--reps 5] [--in-process] [--server thread]
+Last, the mechanism itself, without a server or the SDK (``--gil-only`` runs just this): a thread
+blocked on a socket, as the reader is, woken by bytes another process sends every 7 ms, while this
+process's main thread is idle or redraws a LiveChart nonstop (the worst case of the throttled
+updater), at the default switch interval and at the one run() sets. Wake-up latency = when the
+thread had the byte minus when it was sent, on the same monotonic clock.
+
+    .venv/bin/python benchmarks/live_chart.py [--reps 5] [--in-process] [--server thread] [--gil-only]
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -75,6 +82,99 @@ print("URL " + server.base_url, flush=True)
 sys.stdin.read()  # serve until the benchmark closes stdin
 server.stop()
 """
+
+
+# Sends one byte every 7 ms to the port in argv[1], argv[2] times; prints when it sent each.
+_PINGER = """
+import json, socket, sys, time
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+sent = []
+for _ in range(int(sys.argv[2])):
+    time.sleep(0.007)
+    sent.append(time.perf_counter())
+    sock.sendall(b"x")
+sock.close()
+print(json.dumps(sent))
+"""
+
+
+def _wakeup_latencies_ms(switch_interval: float | None, pings: int = 400) -> list[float]:
+    """Wake-up latencies of a socket-blocked thread while the main thread redraws nonstop (or idles).
+
+    The redraws are those of charts that each grow to the seed's 302 chunks, one after another.
+    """
+    import socket
+
+    from streamscope.live import LiveChart
+    from streamscope.timing import StreamTimer
+
+    def charts() -> Iterator[tuple[LiveChart, Iterator[dict]]]:
+        for _ in range(pings):  # far more than are needed
+            chart = LiveChart("benchmark", baseline_seconds=3.03, baseline_tokens=301)
+            chart._timer = StreamTimer().start()
+            chunk = {"choices": [{"index": 0, "delta": {"content": "1, "}}]}
+            yield chart, chart._timer.track(chunk for _ in range(302))
+
+    # Built before the pinger starts: building a chart is not what a run's updater does.
+    ready = list(itertools.islice(charts(), 16)) if switch_interval is not None else []
+    listener = socket.create_server(("127.0.0.1", 0))
+    pinger = subprocess.Popen(
+        [sys.executable, "-c", _PINGER, str(listener.getsockname()[1]), str(pings)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    connection, _ = listener.accept()
+    received: list[float] = []
+
+    def read() -> None:  # one byte per ping; bytes that arrived together are read back to back
+        while connection.recv(1):
+            received.append(time.perf_counter())
+
+    reader = threading.Thread(target=read)
+    previous = sys.getswitchinterval()
+    try:
+        if switch_interval is not None:
+            sys.setswitchinterval(switch_interval)
+        reader.start()
+        for chart, chunks in ready:
+            for _ in chunks:  # a new chunk, then a real redraw of the chart so far
+                chart._draw()
+                if not reader.is_alive():
+                    break
+            if not reader.is_alive():
+                break
+        else:
+            if switch_interval is not None:
+                raise SystemExit("the prepared charts ran out before the pings did")
+        reader.join()
+    finally:
+        sys.setswitchinterval(previous)
+        connection.close()
+        listener.close()
+    sent = json.loads(pinger.communicate()[0])
+    return [1000 * (r - s) for r, s in zip(received, sent, strict=True)]
+
+
+def _report_wakeups() -> None:
+    print("wake-up latency of a socket-blocked thread, bytes sent every 7 ms by another process:")
+    print(f"  {'':44} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    from streamscope.live import READER_SWITCH_INTERVAL_S
+
+    for label, interval in (
+        ("main thread idle", None),
+        ("main thread redrawing, 5 ms switch interval", 0.005),
+        (
+            f"main thread redrawing, {READER_SWITCH_INTERVAL_S * 1000:g} ms (run()'s)",
+            READER_SWITCH_INTERVAL_S,
+        ),
+    ):
+        gc.collect()
+        latencies = _wakeup_latencies_ms(interval)
+        print(
+            f"  {label:44} {_percentile(latencies, 50):8.3f} {_percentile(latencies, 99):8.3f} "
+            f"{max(latencies):8.3f}"
+        )
 
 
 def _replayed_offsets(create: Any, way: str) -> tuple[list[float], dict[str, Any]]:
@@ -246,7 +346,11 @@ def main() -> None:
         default="process",
         help="replay server in its own process (default) or in a thread beside the measurement",
     )
+    parser.add_argument("--gil-only", action="store_true", help="only the wake-up latency measurement")
     args = parser.parse_args()
+    if args.gil_only:
+        _report_wakeups()
+        return
     recorded = Timeline.from_recording(load_recording(RECORDING)).offsets
     with contextlib.ExitStack() as stack:
         base_url, sends = stack.enter_context(_logging_server()) if args.server == "process" else (None, [])
@@ -278,6 +382,7 @@ def main() -> None:
         first = {way: [_errors_ms(o, t, f) for w, o, t, f in paired if w == way] for way in WAYS}
         writes = statistics.mean(sum(firsts) for *_, firsts in paired)
         _report(f"delivery error of the first chunk of each write ({writes:.0f} of {len(recorded)}):", first)
+    _report_wakeups()
 
 
 if __name__ == "__main__":

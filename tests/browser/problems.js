@@ -15,11 +15,13 @@
     for (const out of outputs.filter((o) => o.dataset.mimeType === 'application/vnd.jupyter.stderr')) {
       problems.push(`${where} shows an error/stderr output:\n${clip(out.textContent)}`);
     }
-    // ipywidgets' renderer writes these as the bare text of the output when a view cannot be made.
+    // ipywidgets' renderer (inside the output's panel) shows these as its bare text when a view
+    // cannot be made, or is not made yet.
     for (const out of outputs) {
-      if (out.childElementCount === 0 && /^(Error displaying widget|Loading widget)/.test(out.textContent)) {
-        problems.push(`${where}: widget not rendered, the page shows "${clip(out.textContent)}"`);
-      }
+      const stuck = [out, ...out.querySelectorAll('*')].find(
+        (el) => el.childElementCount === 0 && /^(Error displaying widget|Loading widget)/.test(el.textContent),
+      );
+      if (stuck) problems.push(`${where}: widget not rendered, the page shows "${clip(stuck.textContent)}"`);
     }
     // ipywidgets shows this icon when a widget's JavaScript cannot be loaded; a click on it shows
     // "[Open Browser Console ...]", the message, then the stack.

@@ -6,6 +6,8 @@ stream arrives rather than appearing at the end.
 
 A notebook has a live chart when, once its cells have run, the page holds an element with class
 `streamscope-live` (what streamscope.live displays). Notebooks without one are checked for errors only.
+A widget shown as plain text (a front end without the widget manager) fails too: the committed
+notebook's saved widget outputs (nbval's reference) say what their plain-text form looks like.
 
 Screenshots, mid-stream and at the end, go to screenshots/ (git-ignored). With
 STREAMSCOPE_UPDATE_SCREENSHOTS=1 the pair for the README's notebook is also written to docs/images/.
@@ -13,6 +15,7 @@ STREAMSCOPE_UPDATE_SCREENSHOTS=1 the pair for the README's notebook is also writ
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ MIN_PARTIAL_STATES = 3
 # Candidate mid-stream screenshots are taken at most this often (each one costs the page some time).
 SCREENSHOT_EVERY_S = 0.4
 LIVE_CHART = ".jp-Notebook .streamscope-live-chart"
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
 pytestmark = pytest.mark.browser
 
@@ -87,6 +91,18 @@ def growth_failures(run: NotebookRun, kind: str, label: str) -> list[str]:
     return failures
 
 
+def saved_widget_texts(notebook: Path) -> list[str]:
+    """The first line of the text/plain form of each widget the saved notebook shows."""
+    cells = json.loads(notebook.read_text())["cells"]
+    lines = [
+        "".join(output["data"].get("text/plain", "")).split("\n", 1)[0]
+        for cell in cells
+        for output in cell.get("outputs", [])
+        if WIDGET_VIEW_MIME in output.get("data", {})
+    ]
+    return [line for line in lines if line.strip()]
+
+
 def save_screenshots(notebook: Path, midstream: bytes | None, end: bytes) -> list[Path]:
     SCREENSHOTS.mkdir(exist_ok=True)
     shots = {"end": end} if midstream is None else {"midstream": midstream, "end": end}
@@ -112,7 +128,7 @@ def test_notebook_runs_in_jupyterlab(browser: Browser, jupyter_lab: LabServer, n
     try:
         open_notebook(page, jupyter_lab, f"notebooks/{notebook.name}")
         shots = MidstreamShots(page)
-        run = run_all_cells(page, RUN_TIMEOUT_S, shots.on_poll)
+        run = run_all_cells(page, RUN_TIMEOUT_S, shots.on_poll, saved_widget_texts(notebook))
         final_points = {element_id: growth.final for element_id, growth in run.growth("charts").items()}
         midstream = shots.best(final_points)
         saved = save_screenshots(notebook, midstream, screenshot_around(page, LIVE_CHART))

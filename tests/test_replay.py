@@ -22,7 +22,17 @@ import httpx2
 import openai
 import pytest
 from streamscope.recording import Event, Recording
-from streamscope.replay import SPEED_HEADER, ReplayServer, _Entry, _is_loopback, _paced_events, _Stats
+from streamscope.replay import (
+    ARRIVAL_KEY,
+    SPEED_HEADER,
+    RecordingIndex,
+    ReplayServer,
+    _Entry,
+    _is_loopback,
+    _paced_events,
+    _Stats,
+    create_app,
+)
 
 PROMPT = "Count to 5, with a comma between each number. (test only)"
 CHAT_BODY = {
@@ -254,6 +264,47 @@ def test_events_recorded_at_one_moment_go_out_in_one_write() -> None:
     assert b"".join(pieces) == b"".join(entry.payloads)
     assert set(itertools.accumulate(map(len, pieces))) <= set(moment_ends)
     assert asyncio.run(writes(0.0)) == [b"".join(entry.payloads)]
+
+
+def test_the_schedule_starts_when_the_request_arrived() -> None:
+    # A request that arrived long ago (as the server's protocol notes it in the scope) is
+    # overdue in every event: all of them go out at once, in one write.
+    rec = synthetic_chat_recording()
+    app = create_app(RecordingIndex([rec]), speed=1.0)
+    sent: list[dict] = []
+
+    async def call() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json")],
+            "server": ("127.0.0.1", 1),
+            "client": ("127.0.0.1", 2),
+            ARRIVAL_KEY: asyncio.get_running_loop().time() - 1000,
+        }
+        messages = [{"type": "http.request", "body": json.dumps(CHAT_BODY).encode(), "more_body": False}]
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # no disconnect
+            raise AssertionError
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    asyncio.run(call())
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m["body"]]
+    assert bodies == [rec.sse_bytes()]
 
 
 def test_only_loopback_hosts_count_as_loopback() -> None:

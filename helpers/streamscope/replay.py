@@ -55,11 +55,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .recording import IGNORED_REQUEST_FIELDS, RECORDINGS_DIR, Recording, RecordingError, match_key
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SPEED_HEADER = "x-streamscope-speed"
+ARRIVAL_KEY = "streamscope.arrival"  # in the ASGI scope: loop.time() when the request arrived
 
 # Wake this long before an event is due, then spin. Measured on a busy 2-core machine
 # (server-side lateness, one stream): no spin, median 0.29 ms late; 0.5 ms of spin,
@@ -271,7 +273,7 @@ def create_app(index: RecordingIndex, speed: float, stats: _Stats | None = None)
     stats = stats or _Stats()
 
     async def answer(request: Request) -> Response:
-        start = asyncio.get_running_loop().time()
+        start = request.scope.get(ARRIVAL_KEY) or asyncio.get_running_loop().time()
         path = request.url.path
         try:
             body = json.loads(await request.body())
@@ -318,6 +320,21 @@ def create_app(index: RecordingIndex, speed: float, stats: _Stats | None = None)
     )
     app.state.stats = stats
     return app
+
+
+class _ArrivalStampingH11(H11Protocol):
+    """uvicorn's h11 protocol, noting in each request's scope when its head arrived.
+
+    The schedule of a replay starts there: with many requests at once, a handler can
+    start several milliseconds after its request came in.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        arrived = self.loop.time()
+        previous = self.cycle
+        super().data_received(data)
+        if self.cycle is not None and self.cycle is not previous:
+            self.cycle.scope[ARRIVAL_KEY] = arrived  # type: ignore[literal-required]
 
 
 def _precise_loop() -> asyncio.AbstractEventLoop:
@@ -394,7 +411,7 @@ class ReplayServer:
     def _uvicorn(self) -> uvicorn.Server:
         config = uvicorn.Config(
             create_app(self.index, self.speed, self.stats),
-            http="h11",
+            http=_ArrivalStampingH11,
             lifespan="off",
             log_config=None,  # leave the host process's logging alone
             log_level="warning",

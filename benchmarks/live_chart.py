@@ -116,8 +116,10 @@ def _wakeup_latencies_ms(switch_interval: float | None, pings: int = 400) -> lis
             chunk = {"choices": [{"index": 0, "delta": {"content": "1, "}}]}
             yield chart, chart._timer.track(chunk for _ in range(302))
 
-    # Built before the pinger starts: building a chart is not what a run's updater does.
+    # Built before the pinger starts, and their garbage collected: building charts is not what a
+    # run's updater does (its allocations set off full collections of 40-170 ms, measured).
     ready = list(itertools.islice(charts(), 16)) if switch_interval is not None else []
+    gc.collect()
     listener = socket.create_server(("127.0.0.1", 0))
     pinger = subprocess.Popen(
         [sys.executable, "-c", _PINGER, str(listener.getsockname()[1]), str(pings)],
@@ -227,16 +229,40 @@ def measure(reps: int, base_url: str | None) -> dict[str, Any]:
     replays: list[tuple[str, list[float]]] = []
     updates: list[int] = []
     draw_ms: list[float] = []
+    full_gc_ms: dict[str, list[float]] = {way: [] for way in WAYS}
+    collecting: dict[str, float] = {}
+
+    def time_full_collections(phase: str, info: dict[str, int]) -> None:  # a full pass stalls every thread
+        if info["generation"] == 2:
+            if phase == "start":
+                collecting["since"] = time.perf_counter()
+            elif "since" in collecting:
+                full_gc_ms[way].append(1000 * (time.perf_counter() - collecting.pop("since")))
+
     # The order of the ways rotates from one round to the next, so that none always follows another.
     order = [WAYS[(i + r) % len(WAYS)] for r in range(reps) for i in range(len(WAYS))]
-    for way in ["warm-up", *order]:  # warm-up: connection, imports, first-use costs
-        gc.collect()  # the previous replay's garbage (a whole chart) is not collected during this one
-        offsets, chart = _replayed_offsets(create, "chart off" if way == "warm-up" else way)
-        replays.append((way, offsets))
-        if way == "chart on":
-            updates.append(chart["updates"])
-            draw_ms += chart["draw_ms"]
-    return {"replays": replays, "updates": updates, "draw_ms": draw_ms, "python": sys.version.split()[0]}
+    # Warm-up, one replay without and one with the chart: connection, imports, first-use costs.
+    for warm_up in ("chart off", "chart on"):
+        gc.collect()
+        replays.append(("warm-up", _replayed_offsets(create, warm_up)[0]))
+    gc.callbacks.append(time_full_collections)
+    try:
+        for way in order:
+            gc.collect()  # the previous replay's garbage (a whole chart) is not collected during this one
+            offsets, chart = _replayed_offsets(create, way)
+            replays.append((way, offsets))
+            if way == "chart on":
+                updates.append(chart["updates"])
+                draw_ms += chart["draw_ms"]
+    finally:
+        gc.callbacks.remove(time_full_collections)
+    return {
+        "replays": replays,
+        "updates": updates,
+        "draw_ms": draw_ms,
+        "full_gc_ms": full_gc_ms,
+        "python": sys.version.split()[0],
+    }
 
 
 def _in_kernel(reps: int, base_url: str | None) -> dict[str, Any]:
@@ -368,6 +394,11 @@ def main() -> None:
         f"chart on: {statistics.mean(result['updates']):.0f} redraws per replay, each "
         f"{statistics.median(draws):.2f} ms median, {max(draws):.2f} ms max (time in the updater)"
     )
+    pauses = "; ".join(
+        f"{way}: {len(ms)}" + (f" (longest {max(ms):.0f} ms)" if ms else "")
+        for way, ms in result["full_gc_ms"].items()
+    )
+    print(f"full garbage collections during the replays (each stalls every thread): {pauses}")
     schedule = {way: [_errors_ms(o, recorded) for w, o in replays if w == way] for way in WAYS}
     _report("schedule error (reference: the recording's offsets):", schedule)
     if sends:

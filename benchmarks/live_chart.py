@@ -233,7 +233,7 @@ def measure(reps: int, base_url: str | None) -> dict[str, Any]:
     collecting: dict[str, float] = {}
 
     def time_full_collections(phase: str, info: dict[str, int]) -> None:  # a full pass stalls every thread
-        if info["generation"] == 2:
+        if info["generation"] == 2 and collecting.get("replaying"):
             if phase == "start":
                 collecting["since"] = time.perf_counter()
             elif "since" in collecting:
@@ -249,7 +249,9 @@ def measure(reps: int, base_url: str | None) -> dict[str, Any]:
     try:
         for way in order:
             gc.collect()  # the previous replay's garbage (a whole chart) is not collected during this one
+            collecting["replaying"] = True
             offsets, chart = _replayed_offsets(create, way)
+            collecting["replaying"] = False
             replays.append((way, offsets))
             if way == "chart on":
                 updates.append(chart["updates"])

@@ -24,7 +24,8 @@ most 1 ms at p99):
   if a redraw holds the GIL when it arrives, it shows here.
 
 By default the measurement runs inside a Jupyter kernel, as in a notebook (reader thread and
-redraws in the kernel process, widget messages serialized and sent); ``--in-process`` runs it
+redraws in the kernel process, widget messages serialized and published; no frontend reads them,
+so that no process here spends CPU on them during the replays); ``--in-process`` runs it
 in this process instead, where widget messages go nowhere (no comm), so redraws cost less.
 The replay server runs in its own process, so that only the chart competes with the reader;
 ``--server thread`` uses the notebooks' default instead (the shared replay server in a thread
@@ -50,6 +51,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -268,34 +270,32 @@ def measure(reps: int, base_url: str | None) -> dict[str, Any]:
 
 
 def _in_kernel(reps: int, base_url: str | None) -> dict[str, Any]:
-    """Run :func:`measure` in a fresh Jupyter kernel of this Python, reading its IOPub like a client."""
+    """Run :func:`measure` in a fresh Jupyter kernel of this Python, with no frontend reading its output.
+
+    The widget messages are still serialized and published; nobody subscribes, so no process of this
+    machine spends CPU parsing them during the replays (a browser would, on its own machine).
+    """
     from jupyter_client.manager import start_new_kernel
 
     kernel, client = start_new_kernel(kernel_name="python3")
-    code = (
-        "import json, runpy\n"
-        f"_bench = runpy.run_path({str(Path(__file__).resolve())!r}, run_name='live_chart_in_kernel')\n"
-        f"print('RESULT ' + json.dumps(_bench['measure']({reps}, {base_url!r})))\n"
-    )
-    try:
-        msg_id = client.execute(code)
-        output: list[str] = []
-        while True:
-            msg = client.get_iopub_msg(timeout=600)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream" and content["name"] == "stdout":
-                output.append(content["text"])
-            elif kind == "error":
-                raise SystemExit("the kernel failed:\n" + "\n".join(content["traceback"]))
-            elif kind == "status" and content["execution_state"] == "idle":
-                break
-    finally:
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
-    line = next(line for line in "".join(output).splitlines() if line.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    client.iopub_channel.stop()
+    with tempfile.TemporaryDirectory() as folder:
+        result = Path(folder) / "result.json"
+        code = (
+            "import json, pathlib, runpy\n"
+            f"_bench = runpy.run_path({str(Path(__file__).resolve())!r}, run_name='live_chart_in_kernel')\n"
+            f"pathlib.Path({str(result)!r}).write_text(json.dumps(_bench['measure']({reps}, {base_url!r})))\n"
+        )
+        try:
+            msg_id = client.execute(code)
+            while (reply := client.get_shell_msg(timeout=1200))["parent_header"].get("msg_id") != msg_id:
+                pass
+            if reply["content"]["status"] != "ok":
+                raise SystemExit("the kernel failed:\n" + "\n".join(reply["content"].get("traceback", [])))
+        finally:
+            client.stop_channels()
+            kernel.shutdown_kernel(now=True)
+        return json.loads(result.read_text())
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ every chunk:
   and sent on IOPub; no browser is attached), with the GIL switch interval run() sets;
 * chart on, default switch interval (5 ms): what run() would measure without lowering it.
 
-Two errors per chunk, each as |its offset from the first chunk - the reference's offset of that
+Errors per chunk, each |its offset from the first chunk - the reference's offset of that
 chunk from the first|, with p50 and p99 per way and the chart's cost, on minus off (target: at
 most 1 ms at p99):
 

@@ -6,6 +6,8 @@ reply as one step at its total time, the time to first token, and the streamed t
 beside the chart. After the stream, :meth:`LiveChart.summary` says the same in one line, for
 readers of a saved notebook (GitHub shows plotly figures blank)::
 
+    preload()  # in the notebook's first cell: the page loads the chart's JavaScript early
+    ...
     chart = LiveChart(title="Count to 100", baseline_seconds=3.03, baseline_tokens=301, label=...)
     chart.display()
     timeline = chart.run(lambda: client.chat.completions.create(..., stream=True))

@@ -5,11 +5,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: lab test notebooks
 
-# JupyterLab refuses to run as root without --allow-root (containers, CI machines).
+# JupyterLab refuses to run as root without --allow-root (containers, CI machines). The server's root
+# is the repository, as on Binder, and the first page is notebook 01.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. \
+		--LabApp.default_url=/lab/tree/notebooks/01_streaming_chat_completions.ipynb
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -380,7 +380,7 @@ class LiveChart:
             if first_draw_with_content and self._xs:
                 self._mark_first_token(self._xs[0])
         self.text_widget.value = (
-            f'<pre style="white-space: pre-wrap; margin: 0">{html.escape(self.text)}</pre>'
+            f'<pre style="white-space: pre-wrap; overflow-wrap: normal; word-break: normal; margin: 0">{html.escape(self.text)}</pre>'
         )
         self.updates += 1
 

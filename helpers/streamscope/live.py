@@ -59,6 +59,8 @@ CSS_TEXT = "streamscope-live-text"
 
 # A fixed chart size: plotly cannot size itself to a flex box's share of the row.
 _CHART_WIDTH_PX, _CHART_HEIGHT_PX = 600, 380
+# Wrap between words: JupyterLab breaks a widget's long words anywhere, which splits numbers.
+_TEXT_STYLE = "white-space: pre-wrap; overflow-wrap: normal; word-break: normal; margin: 0"
 
 
 # Figures made ahead of need by preload(), taken by the next charts.
@@ -379,9 +381,7 @@ class LiveChart:
             streamed.y = self._ys
             if first_draw_with_content and self._xs:
                 self._mark_first_token(self._xs[0])
-        self.text_widget.value = (
-            f'<pre style="white-space: pre-wrap; overflow-wrap: normal; word-break: normal; margin: 0">{html.escape(self.text)}</pre>'
-        )
+        self.text_widget.value = f'<pre style="{_TEXT_STYLE}">{html.escape(self.text)}</pre>'
         self.updates += 1
 
     def _assemble(self, chunk: Any) -> None:

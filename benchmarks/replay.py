@@ -29,11 +29,16 @@ Arrival is taken at two places:
   async streams in one Python process, so does the parsing of the others' bursts.
   Reported, not judged.
 
+Each round runs with the client's garbage collector off (collected just before);
+the server process freezes its start-up objects out of the collector's reach.
+
 Warm-up: a first stream at speed 0 (``X-Streamscope-Speed: 0``) so that one-time
 costs (imports, model classes, the connection) fall outside the measured streams.
-Peer: the recording's own timing resolution (10 ms); errors are also given as a
-fraction of it. The machine's load average is printed: on a shared machine other
-work shows in the figures, so several rounds are run and each round is shown.
+Peers: the recording's own timing resolution (10 ms), and a bare sleep-and-spin
+timer loop (cyclictest-style) keeping the same schedule in this process: the floor
+that the machine's own timer and scheduler jitter sets for any Python process.
+The load average is printed too: on a shared machine other work shows in the
+figures, so several rounds are run and each round is shown.
 
 Run: ``.venv/bin/python benchmarks/replay.py`` (about 40 s).
 """
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -51,9 +57,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx2
 import openai
@@ -65,6 +72,7 @@ TARGET_ONE_STREAM_P99_MS = 1.0
 TARGET_CONCURRENT_P99_MS = 3.0
 TARGET_TTFT_S, TARGET_TTFT_TOLERANCE_S = 0.10, 0.010
 WARM = {SPEED_HEADER: "0"}
+T = TypeVar("T")
 
 
 @dataclass
@@ -241,6 +249,35 @@ def start_server(port: int, recordings: str | None) -> subprocess.Popen[str]:
     return proc
 
 
+def timer_floor(offsets: list[float], lead_s: float = 0.0005) -> list[list[float]]:
+    """How late a bare sleep-then-spin loop (cyclictest-style) wakes at each of these offsets, in ms.
+
+    No server, no network, no event loop: the best any Python process can keep this
+    schedule on this machine at this moment. The peer the server is compared with.
+    """
+    start, late = time.perf_counter(), []
+    for offset in offsets:
+        due = start + offset
+        ahead = due - lead_s - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+        while time.perf_counter() < due:
+            pass
+        late.append((time.perf_counter() - due) * 1e3)
+    return [late]
+
+
+def quiet(measure: Callable[..., T], *args: Any) -> T:
+    """Run one measured round with the cyclic garbage collector off (collected just before), as
+    pyperf and timeit do: a full collection in this client would stall it for milliseconds."""
+    gc.collect()
+    gc.disable()
+    try:
+        return measure(*args)
+    finally:
+        gc.enable()
+
+
 def raise_priority() -> str:
     """Ask for a higher scheduling priority (inherited by the server), so that other work on a
     shared machine disturbs the measurement less. Says what it got."""
@@ -338,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = time.process_time()
         check_reply(rec, sdk_stream(client.with_options(default_headers=WARM), transport, body, rec))
         sdk_cost_ms = (time.process_time() - cpu) / len(chunks) * 1e3
-        singles = [sdk_stream(client, transport, body, rec) for _ in range(args.runs)]
+        singles = [quiet(sdk_stream, client, transport, body, rec) for _ in range(args.runs)]
         for s in singles:
             check_reply(rec, s)
         print(f"\none stream, official SDK (sync), {args.runs} rounds: the reply in {len(chunks)} chunks")
@@ -348,12 +385,16 @@ def main(argv: list[str] | None = None) -> int:
             errors_line("SDK", [sdk_errors([s], chunks) for s in singles], None),
         )
         print(f"  the SDK's own cost: {sdk_cost_ms:.3f} ms of CPU per chunk (warm-up stream, whole client)")
-        bare = [socket_streams(port, rec, 1) for _ in range(args.runs)]
+        bare = [quiet(socket_streams, port, rec, 1) for _ in range(args.runs)]
         print(f"  the same stream on a raw socket, no SDK, {args.runs} rounds (for comparison):")
         show(errors_line("wire", [wire_errors(streams, chunks) for streams in bare], None))
+        moments = sorted({t for t, _ in chunks})
+        floor = [quiet(timer_floor, moments) for _ in range(args.runs)]
+        print(f"  peer: a bare sleep-and-spin timer loop on the {len(moments)} moments, {args.runs} rounds:")
+        show(errors_line("lateness", floor, None))
 
         cpu_before, wall = cpu_seconds(server.pid), time.perf_counter()
-        rounds = [socket_streams(port, rec, args.streams) for _ in range(args.rounds)]
+        rounds = [quiet(socket_streams, port, rec, args.streams) for _ in range(args.rounds)]
         server_load = (cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - wall)
         print(
             f"\n{args.streams} concurrent streams, raw sockets (one select loop, parsing after the end), "
@@ -367,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  server CPU while serving them: {server_load:.0%} of one core")
 
-        sdk_streams = asyncio.run(async_sdk_streams(base_url, body, args.streams))
+        sdk_streams = quiet(asyncio.run, async_sdk_streams(base_url, body, args.streams))
         for s in sdk_streams:
             check_reply(rec, s)
         print(

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -305,6 +306,19 @@ def test_the_schedule_starts_when_the_request_arrived() -> None:
     asyncio.run(call())
     bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m["body"]]
     assert bodies == [rec.sse_bytes()]
+
+
+def test_accepted_connections_send_without_nagle_delay() -> None:
+    # Nagle would hold a small write behind an unacknowledged one until the client's delayed ACK.
+    offsets = [0.0, 0.0, *([600.0] * (len(WORDS) + 1))]
+    srv = ReplayServer(speed=1, recordings=[synthetic_chat_recording(offsets=offsets)])
+    with srv, httpx2.stream("POST", srv.base_url + "/chat/completions", json=CHAT_BODY) as response:
+        pieces = response.iter_raw()
+        next(pieces)
+        assert srv._server is not None
+        (connection,) = srv._server.server_state.connections
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_only_loopback_hosts_count_as_loopback() -> None:

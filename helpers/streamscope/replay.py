@@ -24,7 +24,7 @@ epoll selector rounds timer waits up to whole milliseconds, so the server runs o
 ``select()``-based loop (microsecond timeouts), sleeps until shortly before each
 due time and finishes with a short spin of ``asyncio.sleep(0)``. Each write goes
 straight out: h11 hands every body chunk to the transport as it is sent, and
-asyncio sets TCP_NODELAY on TCP sockets. (uvicorn's httptools protocol measured
+asyncio sets TCP_NODELAY on the accepted connections (see ``_bind``). (uvicorn's httptools protocol measured
 no better here, and would add a compiled dependency.)
 
 Errors (unknown request, malformed JSON, wrong path or method) come back as

@@ -22,10 +22,12 @@ Timing: an event is written a few hundredths of a millisecond after its due time
 on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). asyncio's
 epoll selector rounds timer waits up to whole milliseconds, so the server runs on a
 ``select()``-based loop (microsecond timeouts), sleeps until shortly before each
-due time and finishes with a short spin of ``asyncio.sleep(0)``. Each write goes
-straight out: h11 hands every body chunk to the transport as it is sent, and
-asyncio sets TCP_NODELAY on the accepted connections (see ``_bind``). (uvicorn's httptools protocol measured
-no better here, and would add a compiled dependency.)
+due time and finishes with a short spin of ``asyncio.sleep(0)``. The schedule
+starts when the request's head arrived (noted by the protocol), not when its
+handler got to run. Each write goes straight out: h11 hands every body chunk to
+the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
+connections (see ``_bind``). uvicorn's httptools protocol measured no better here
+(on a busy machine), and would add a compiled dependency.
 
 Errors (unknown request, malformed JSON, wrong path or method) come back as
 OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``, whose

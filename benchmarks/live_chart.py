@@ -120,7 +120,7 @@ def _wakeup_latencies_ms(switch_interval: float | None, pings: int = 400) -> lis
 
     # Built before the pinger starts, and their garbage collected: building charts is not what a
     # run's updater does (its allocations set off full collections of 40-170 ms, measured).
-    ready = list(itertools.islice(charts(), 16)) if switch_interval is not None else []
+    ready = list(itertools.islice(charts(), 64)) if switch_interval is not None else []
     gc.collect()
     listener = socket.create_server(("127.0.0.1", 0))
     pinger = subprocess.Popen(

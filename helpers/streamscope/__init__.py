@@ -17,6 +17,7 @@ _LAZY = {
     "async_client": "backend",
     "active_backend": "backend",
     "last_source": "backend",
+    "model": "backend",
     "Recording": "recording",
     "load_recording": "recording",
 }

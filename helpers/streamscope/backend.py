@@ -13,6 +13,9 @@ the ``STREAMSCOPE_BACKEND`` environment variable:
   (vLLM, llama.cpp server, LM Studio): any OpenAI-compatible server. A URL with no
   path gets ``/v1``. The key is ``OPENAI_API_KEY`` if set, else a placeholder.
 
+``model(recorded, live=...)`` names the model to ask for: the recorded one on replay, on a
+live backend ``STREAMSCOPE_MODEL`` or a current model.
+
 Replay speed comes from ``speed=`` or else ``STREAMSCOPE_SPEED`` (1 = as recorded,
 2 = twice as fast, 0 = no waiting); each client sends it to the shared server with
 every request. Live backends ignore it.
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 BACKEND_ENV = "STREAMSCOPE_BACKEND"
 SPEED_ENV = "STREAMSCOPE_SPEED"
+MODEL_ENV = "STREAMSCOPE_MODEL"
 # The SDK insists on a key; replay and most local servers ignore it.
 PLACEHOLDER_KEY = "streamscope-no-key"
 _GO_LIVE = f"set {BACKEND_ENV}=openai or a base URL to go live"
@@ -152,6 +156,19 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
     assert base_url is not None
     return Backend(kind, base_url)
+
+
+def model(recorded: str, *, live: str | None = None, backend: str | None = None) -> str:
+    """The model a notebook asks for: ``recorded`` on replay (the recordings answer only it).
+
+    On a live backend the recorded model may be retired (``text-davinci-002`` is), so it is
+    ``$STREAMSCOPE_MODEL`` if set (for a local server's own model names), else ``live``, else
+    ``recorded``.
+    """
+    kind, _ = resolve(backend)
+    if kind == "replay":
+        return recorded
+    return os.environ.get(MODEL_ENV, "").strip() or live or recorded
 
 
 def last_source(backend: str | None = None) -> str:

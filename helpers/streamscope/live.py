@@ -59,8 +59,9 @@ CSS_TEXT = "streamscope-live-text"
 
 # A fixed chart size: plotly cannot size itself to a flex box's share of the row.
 _CHART_WIDTH_PX, _CHART_HEIGHT_PX = 600, 380
-# Wrap between words: JupyterLab breaks a widget's long words anywhere, which splits numbers.
-_TEXT_STYLE = "white-space: pre-wrap; overflow-wrap: normal; word-break: normal; margin: 0"
+# Wrap between words (JupyterLab breaks a widget's words anywhere, splitting numbers), and inside a
+# word only when it is longer than the line ("4,5,6,..." has no space to wrap at).
+_TEXT_STYLE = "white-space: pre-wrap; overflow-wrap: anywhere; word-break: normal; margin: 0"
 
 
 # Figures made ahead of need by preload(), taken by the next charts.

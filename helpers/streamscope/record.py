@@ -33,7 +33,9 @@ import httpx2
 
 from . import __version__
 from .backend import BackendError, api_key_for, resolve
-from .recording import Event, Recording
+from .recording import Event, Recording, api_path
+from .sse import SSEDecoder
+from .timing import model_of
 
 SCRUBBED = "[scrubbed]"
 KEPT_RESPONSE_HEADERS = frozenset(
@@ -102,18 +104,15 @@ def _event(raw: bytes, arrived: float, api_key: str) -> Event:
 
 def _model_of(events: list[Event]) -> str | None:
     """The model the server says answered: from the first chunk (or Responses event) naming one."""
+    decoder = SSEDecoder()
     for event in events:
-        for line in event.raw.splitlines():
-            if not line.startswith("data:"):
-                continue
+        for sse in decoder.feed(event.raw.encode()):
             try:
-                data = json.loads(line[5:])
+                chunk = json.loads(sse.data)
             except json.JSONDecodeError:
-                continue
-            if isinstance(data, dict):
-                model = data.get("model") or (data.get("response") or {}).get("model")
-                if model:
-                    return str(model)
+                continue  # [DONE], or whatever a server sent: the recording keeps it as it came
+            if isinstance(chunk, dict) and (model := model_of(chunk)):
+                return str(model)
     return None
 
 
@@ -151,11 +150,6 @@ def _exchange(url: str, body: dict[str, Any], api_key: str) -> _Exchange:
     return _Exchange(response.status_code, response.headers, events if streamed else None, content, elapsed)
 
 
-def _api_path(path: str) -> str:
-    path = "/" + path.strip("/")
-    return path if path.startswith("/v1/") else "/v1" + path
-
-
 def record(
     path: str,
     body: dict[str, Any],
@@ -177,8 +171,8 @@ def record(
             "an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
         )
     api_key = api_key_for(kind)
-    api_path = _api_path(path)
-    url = base_url + api_path.removeprefix("/v1")
+    full_path = api_path(path)
+    url = base_url + full_path.removeprefix("/v1")
     exchange = _exchange(url, body, api_key)
     if exchange.events is not None:
         response_body, model = None, _model_of(exchange.events)
@@ -204,7 +198,7 @@ def record(
                 "read holding the event's last byte returned, from just before the request was sent."
             ),
         },
-        request={"method": "POST", "path": api_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
+        request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
         status=exchange.status,
         headers=kept_headers(exchange.headers),
         events=exchange.events,

@@ -175,13 +175,16 @@ class Recording:
         return cls.from_dict(data, source=str(path))
 
 
+def api_path(path: str) -> str:
+    """An API path in its full form: ``chat/completions`` -> ``/v1/chat/completions``."""
+    path = "/" + path.strip("/")
+    return path if path.startswith("/v1/") else "/v1" + path
+
+
 def match_key(path: str, body: Mapping[str, Any]) -> str:
     """The identity of a request for replay: its path and its output-changing fields."""
     relevant = {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
-    path = "/" + path.strip("/")
-    if not path.startswith("/v1/"):
-        path = "/v1" + path
-    return path + " " + json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return api_path(path) + " " + json.dumps(relevant, sort_keys=True, separators=(",", ":"))
 
 
 def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recording]:

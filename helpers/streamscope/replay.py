@@ -60,7 +60,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .recording import IGNORED_REQUEST_FIELDS, RECORDINGS_DIR, Recording, RecordingError, match_key
+from .recording import (
+    IGNORED_REQUEST_FIELDS,
+    RECORDINGS_DIR,
+    Recording,
+    RecordingError,
+    api_path,
+    match_key,
+)
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SPEED_HEADER = "x-streamscope-speed"
@@ -178,7 +185,7 @@ class RecordingIndex:
         relevant = {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
         best: tuple[_Entry, list[str]] | None = None
         for entry in self.entries():
-            if _route(entry.recording.path) != _route(path):
+            if api_path(entry.recording.path) != api_path(path):
                 continue
             keys = sorted(set(relevant) | set(entry.relevant_body))
             differing = [k for k in keys if relevant.get(k, _MISSING) != entry.relevant_body.get(k, _MISSING)]
@@ -188,11 +195,6 @@ class RecordingIndex:
 
 
 _MISSING = object()
-
-
-def _route(path: str) -> str:
-    """A path as ``match_key`` normalises it (``/chat/completions`` -> ``/v1/chat/completions``)."""
-    return match_key(path, {}).split(" ", 1)[0]
 
 
 def _prompt_excerpt(body: dict[str, Any], words: int = 8) -> str:

@@ -32,7 +32,7 @@ from .sse import SSEDecoder
 if TYPE_CHECKING:
     from .recording import Recording
 
-__all__ = ["CONVENTIONS", "Convention", "LatencyMetrics", "StreamTimer", "Timeline"]
+__all__ = ["CONVENTIONS", "Convention", "LatencyMetrics", "StreamTimer", "Timeline", "model_of"]
 
 T = TypeVar("T")
 
@@ -90,7 +90,8 @@ def _usage_output_tokens(chunk: Any) -> int | None:
     return None
 
 
-def _model_of(chunk: Any) -> str | None:
+def model_of(chunk: Any) -> str | None:
+    """The model a chunk (or Responses event) says answered, if it names one."""
     model = _get(chunk, "model")
     if model is None and isinstance(_get(chunk, "type"), str):
         model = _get(_get(chunk, "response"), "model")
@@ -172,7 +173,7 @@ class Timeline:
     @property
     def model(self) -> str | None:
         """The model the server said answered (first chunk that names one)."""
-        return next((m for m in map(_model_of, self.chunks) if m), None)
+        return next((m for m in map(model_of, self.chunks) if m), None)
 
     @property
     def usage_output_tokens(self) -> int | None:

@@ -108,15 +108,15 @@ def _wakeup_latencies_ms(switch_interval: float | None, pings: int = 400) -> lis
     """
     import socket
 
-    from streamscope.live import LiveChart
+    from streamscope.charts import TimelineView
     from streamscope.timing import StreamTimer
 
-    def charts() -> Iterator[tuple[LiveChart, Iterator[dict]]]:
+    def charts() -> Iterator[tuple[TimelineView, StreamTimer, Iterator[dict]]]:
         for _ in range(pings):  # far more than are needed
-            chart = LiveChart("benchmark", baseline_seconds=3.03, baseline_tokens=301)
-            chart._timer = StreamTimer().start()
+            view = TimelineView("benchmark", baseline_seconds=3.03, baseline_tokens=301)
+            timer = StreamTimer().start()
             chunk = {"choices": [{"index": 0, "delta": {"content": "1, "}}]}
-            yield chart, chart._timer.track(chunk for _ in range(302))
+            yield view, timer, timer.track(chunk for _ in range(302))
 
     # Built before the pinger starts, and their garbage collected: building charts is not what a
     # run's updater does (its allocations set off full collections of 40-170 ms, measured).
@@ -141,9 +141,9 @@ def _wakeup_latencies_ms(switch_interval: float | None, pings: int = 400) -> lis
         if switch_interval is not None:
             sys.setswitchinterval(switch_interval)
         reader.start()
-        for chart, chunks in ready:
+        for view, timer, chunks in ready:
             for _ in chunks:  # a new chunk, then a real redraw of the chart so far
-                chart._draw()
+                view.draw(timer.since(view.chunks))
                 if not reader.is_alive():
                     break
             if not reader.is_alive():
@@ -163,7 +163,7 @@ def _wakeup_latencies_ms(switch_interval: float | None, pings: int = 400) -> lis
 def _report_wakeups() -> None:
     print("wake-up latency of a socket-blocked thread, bytes sent every 7 ms by another process:")
     print(f"  {'':44} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    from streamscope.live import READER_SWITCH_INTERVAL_S
+    from streamscope.timing import READER_SWITCH_INTERVAL_S
 
     for label, interval in (
         ("main thread idle", None),
@@ -183,7 +183,7 @@ def _report_wakeups() -> None:
 
 def _replayed_offsets(create: Any, way: str) -> tuple[list[float], dict[str, Any]]:
     """One replay of the stream timed one way: the chunk offsets and what the chart did."""
-    from streamscope import live
+    from streamscope import charts, timing
     from streamscope.timing import StreamTimer
 
     if way == "chart off":
@@ -191,25 +191,25 @@ def _replayed_offsets(create: Any, way: str) -> tuple[list[float], dict[str, Any
         for _ in timer.track(create()):
             pass
         return timer.timeline.offsets, {}
-    chart = live.LiveChart(title="benchmark", baseline_seconds=3.03, baseline_tokens=301)
+    chart = charts.LiveChart(title="benchmark", baseline_seconds=3.03, baseline_tokens=301)
     draw_seconds: list[float] = []
-    draw = chart._draw
+    draw = chart.update
 
     def timed_draw() -> None:  # benchmark-side instrumentation: how long each redraw holds the updater
         began = time.perf_counter()
         draw()
         draw_seconds.append(time.perf_counter() - began)
 
-    chart._draw = timed_draw
+    chart.update = timed_draw
     if "ipykernel" in sys.modules:
         chart.display()  # as a notebook does; outside a kernel there is nothing to display to
-    default_interval = live.READER_SWITCH_INTERVAL_S
+    default_interval = timing.READER_SWITCH_INTERVAL_S
     if way == "chart on, 5 ms switch interval":
-        live.READER_SWITCH_INTERVAL_S = sys.getswitchinterval()
+        timing.READER_SWITCH_INTERVAL_S = sys.getswitchinterval()
     try:
         timeline = chart.run(create)
     finally:
-        live.READER_SWITCH_INTERVAL_S = default_interval
+        timing.READER_SWITCH_INTERVAL_S = default_interval
     return timeline.offsets, {"updates": chart.updates, "draw_ms": [1000 * s for s in draw_seconds]}
 
 

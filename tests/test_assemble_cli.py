@@ -16,10 +16,14 @@ from pathlib import Path
 import pytest
 from streamscope.assemble import assemble_sse
 from streamscope.cli import main
-from test_assemble_conformance import CORPUS, stream_names
 
 ERROR_STREAM = "j__vercel-responses-insufficient-quota-reframed"
 CHAT_STREAM = "c__oaipy-gpt4o-parallel-weather-stock"
+
+
+@pytest.fixture
+def chat_stream(corpus_dir: Path) -> Path:
+    return corpus_dir / f"{CHAT_STREAM}.sse"
 
 
 def run(capsysbinary: pytest.CaptureFixture[bytes], path: Path | str) -> tuple[int, bytes, str]:
@@ -28,19 +32,13 @@ def run(capsysbinary: pytest.CaptureFixture[bytes], path: Path | str) -> tuple[i
     return code, out, err.decode()
 
 
-def corpus_file(name: str) -> Path:
-    path = CORPUS / f"{name}.sse"
-    if not path.exists():
-        pytest.skip("the conformance corpus (../shared/conformance/openai-streams) is not here")
-    return path
-
-
-@pytest.mark.parametrize("name", stream_names())
-def test_every_corpus_stream(name: str, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    path = corpus_file(name)
+def test_every_corpus_stream(
+    corpus_stream: str, corpus_dir: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    path = corpus_dir / f"{corpus_stream}.sse"
     code, out, err = run(capsysbinary, path)
     assert json.loads(out) == assemble_sse(path.read_bytes()).object
-    if name == ERROR_STREAM:
+    if corpus_stream == ERROR_STREAM:
         assert code == 4
         assert err.count("\n") == 1
         assert "You exceeded your current quota, please check your plan and billing details." in err
@@ -64,18 +62,18 @@ def write(tmp_path: Path, body: bytes) -> Path:
     ids=["crlf", "cr", "bom-comments-ids"],
 )
 def test_legal_variants_print_the_same_object(
-    reframe, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+    reframe, chat_stream: Path, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    raw = corpus_file(CHAT_STREAM).read_bytes()
+    raw = chat_stream.read_bytes()
     code, out, err = run(capsysbinary, write(tmp_path, reframe(raw)))
     assert (code, err) == (0, "")
     assert json.loads(out) == assemble_sse(raw).object
 
 
 def test_truncated_stream_exits_3_with_the_partial_object(
-    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+    chat_stream: Path, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    raw = corpus_file(CHAT_STREAM).read_bytes()
+    raw = chat_stream.read_bytes()
     code, out, err = run(capsysbinary, write(tmp_path, raw[: len(raw) // 2]))
     assert code == 3
     assert json.loads(out)["choices"][0]["message"]["tool_calls"]
@@ -84,9 +82,9 @@ def test_truncated_stream_exits_3_with_the_partial_object(
 
 
 def test_injected_error_event_exits_4_with_its_message(
-    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+    chat_stream: Path, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    raw = corpus_file(CHAT_STREAM).read_bytes()
+    raw = chat_stream.read_bytes()
     cut = raw.index(b"\n\n", len(raw) // 2) + 2
     message = "The server had an error while processing your request."
     error = f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n".encode()
@@ -132,8 +130,8 @@ def cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def test_stdin_as_a_process() -> None:
-    raw = corpus_file(CHAT_STREAM).read_bytes()
+def test_stdin_as_a_process(chat_stream: Path) -> None:
+    raw = chat_stream.read_bytes()
     done = cli("assemble", "-", stdin=raw)
     assert (done.returncode, done.stderr) == (0, b"")
     assert json.loads(done.stdout) == assemble_sse(raw).object
@@ -149,8 +147,8 @@ def test_bad_input_as_a_process_has_no_traceback() -> None:
 HEAVY = ("openai", "pydantic", "httpx", "httpx2", "plotly", "jupyter", "jupyterlab", "ipywidgets", "IPython")
 
 
-def test_assemble_starts_without_heavy_imports() -> None:
-    path = corpus_file(CHAT_STREAM)
+def test_assemble_starts_without_heavy_imports(chat_stream: Path) -> None:
+    path = chat_stream
     code = (
         "import sys\n"
         "from streamscope.cli import main\n"

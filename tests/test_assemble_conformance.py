@@ -17,16 +17,9 @@ import pytest
 from streamscope.assemble import Assembler, assemble_sse
 from streamscope.sse import SSEDecoder
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openai-streams"
-STREAMS = sorted(CORPUS.glob("*.sse"))
-NO_CORPUS = "the conformance corpus (../shared/conformance/openai-streams) is not here"
 
-
-def raw_stream(name: str) -> bytes:
-    path = CORPUS / f"{name}.sse"
-    if not path.exists():
-        pytest.skip(NO_CORPUS)
-    return path.read_bytes()
+def raw_stream(corpus_dir: Path, name: str) -> bytes:
+    return (corpus_dir / f"{name}.sse").read_bytes()
 
 
 def payloads(raw: bytes) -> list[Any]:
@@ -36,23 +29,15 @@ def payloads(raw: bytes) -> list[Any]:
     return [e.data if e.data.startswith("[DONE]") else json.loads(e.data) for e in events]
 
 
-def kind(name: str) -> str:
-    first = payloads(raw_stream(name))[0]
+def kind(raw: bytes) -> str:
+    first = payloads(raw)[0]
     if "type" in first:
         return "responses"
     return "text" if first.get("object") == "text_completion" else "chat"
 
 
-def stream_names(of_kind: str | None = None, prefix: str = "") -> list[Any]:
-    """Names of the corpus streams (of one kind), or one skipped case where the corpus is absent."""
-    names = [p.stem for p in STREAMS if p.stem.startswith(prefix) and of_kind in (None, kind(p.stem))]
-    return names or [pytest.param(None, marks=pytest.mark.skip(reason=NO_CORPUS))]
-
-
-def test_the_corpus_has_its_30_streams() -> None:
-    if not STREAMS:
-        pytest.skip(NO_CORPUS)
-    assert len(STREAMS) == 30
+def test_the_corpus_has_its_30_streams(corpus_streams: list[Path]) -> None:
+    assert len(corpus_streams) == 30
 
 
 # --- chat: against ChatCompletionStreamState ------------------------------------------
@@ -103,9 +88,9 @@ def comparable(value: Any, drop: set[str]) -> Any:
     return value
 
 
-@pytest.mark.parametrize("name", stream_names("chat"))
-def test_chat_stream_assembles_like_the_sdk(name: str) -> None:
-    raw = raw_stream(name)
+@pytest.mark.corpus(kind="chat")
+def test_chat_stream_assembles_like_the_sdk(corpus_stream: str, corpus_dir: Path) -> None:
+    raw = raw_stream(corpus_dir, corpus_stream)
     chunks = [p for p in payloads(raw) if isinstance(p, dict)]
     result = assemble_sse(raw)
     assert result.complete, result.reason
@@ -115,11 +100,11 @@ def test_chat_stream_assembles_like_the_sdk(name: str) -> None:
     assert comparable(result.object, drop) == comparable(sdk_reference(chunks), drop)
 
 
-@pytest.mark.parametrize("name", stream_names(prefix="g__"))
-def test_azure_filter_results(name: str) -> None:
+@pytest.mark.corpus(prefix="g__")
+def test_azure_filter_results(corpus_stream: str, corpus_dir: Path) -> None:
     """Azure's filter verdicts, which the SDK drops: the prompt's from the first chunk, and
     per choice the latest non-empty one (the closing chunk carries ``{}``)."""
-    raw = raw_stream(name)
+    raw = raw_stream(corpus_dir, corpus_stream)
     chunks = [p for p in payloads(raw) if isinstance(p, dict)]
     result = assemble_sse(raw).object
     assert result["prompt_filter_results"] == chunks[0]["prompt_filter_results"]
@@ -131,12 +116,12 @@ def test_azure_filter_results(name: str) -> None:
 # --- legacy completions: a hand-checked reference -----------------------------------
 
 
-@pytest.mark.parametrize("name", stream_names("text"))
-def test_text_completion_stream(name: str) -> None:
+@pytest.mark.corpus(kind="text")
+def test_text_completion_stream(corpus_stream: str, corpus_dir: Path) -> None:
     """The SDK has no accumulator for legacy completions: the reference is the text the
     chunks carry, concatenated, and the last chunk's finish_reason (both streams hit
     the 16-token default, so ``length``)."""
-    raw = raw_stream(name)
+    raw = raw_stream(corpus_dir, corpus_stream)
     chunks = [p for p in payloads(raw) if isinstance(p, dict)]
     result = assemble_sse(raw)
     assert result.complete, result.reason
@@ -161,9 +146,9 @@ def items_texts(output: list[dict[str, Any]]) -> list[Any]:
     return texts
 
 
-@pytest.mark.parametrize("name", stream_names("responses"))
-def test_responses_stream_builds_the_terminal_response(name: str) -> None:
-    events = [p for p in payloads(raw_stream(name)) if isinstance(p, dict)]
+@pytest.mark.corpus(kind="responses")
+def test_responses_stream_builds_the_terminal_response(corpus_stream: str, corpus_dir: Path) -> None:
+    events = [p for p in payloads(raw_stream(corpus_dir, corpus_stream)) if isinstance(p, dict)]
     terminal = events[-1]
     assert terminal["type"] in {"response.completed", "response.incomplete", "response.failed"}
     before_terminal = Assembler()
@@ -173,7 +158,7 @@ def test_responses_stream_builds_the_terminal_response(name: str) -> None:
     assert items_texts(built["output"]) == items_texts(terminal["response"]["output"])
     assert built["id"] == terminal["response"]["id"]
 
-    result = assemble_sse(raw_stream(name))
+    result = assemble_sse(raw_stream(corpus_dir, corpus_stream))
     assert result.object == terminal["response"]
     assert result.warnings == ()
     if terminal["type"] == "response.failed":
@@ -183,15 +168,15 @@ def test_responses_stream_builds_the_terminal_response(name: str) -> None:
         assert result.complete, result.reason
 
 
-def test_responses_incomplete_is_a_complete_stream_of_a_truncated_answer() -> None:
-    result = assemble_sse(raw_stream("j__ddtrace-responses-gpt4o-incomplete"))
+def test_responses_incomplete_is_a_complete_stream_of_a_truncated_answer(corpus_dir: Path) -> None:
+    result = assemble_sse(raw_stream(corpus_dir, "j__ddtrace-responses-gpt4o-incomplete"))
     assert result.complete
     assert result.object["status"] == "incomplete"
     assert result.object["incomplete_details"] == {"reason": "max_output_tokens"}
 
 
-def test_responses_error_event_is_surfaced() -> None:
-    result = assemble_sse(raw_stream("j__vercel-responses-insufficient-quota-reframed"))
+def test_responses_error_event_is_surfaced(corpus_dir: Path) -> None:
+    result = assemble_sse(raw_stream(corpus_dir, "j__vercel-responses-insufficient-quota-reframed"))
     assert not result.complete
     assert result.error is not None
     assert result.error["code"] == "insufficient_quota"
@@ -202,22 +187,22 @@ def test_responses_error_event_is_surfaced() -> None:
 # --- SDK objects in, the same result out ------------------------------------------------
 
 
-def sdk_objects(name: str) -> list[Any]:
+def sdk_objects(raw: bytes) -> list[Any]:
     from openai._models import construct_type
     from openai.types import Completion
     from openai.types.chat import ChatCompletionChunk
     from openai.types.responses import ResponseStreamEvent
 
-    type_ = {"chat": ChatCompletionChunk, "text": Completion, "responses": ResponseStreamEvent}[kind(name)]
-    return [construct_type(type_=type_, value=p) for p in payloads(raw_stream(name)) if isinstance(p, dict)]
+    type_ = {"chat": ChatCompletionChunk, "text": Completion, "responses": ResponseStreamEvent}[kind(raw)]
+    return [construct_type(type_=type_, value=p) for p in payloads(raw) if isinstance(p, dict)]
 
 
-@pytest.mark.parametrize("name", stream_names())
-def test_sdk_objects_assemble_like_their_json(name: str) -> None:
+def test_sdk_objects_assemble_like_their_json(corpus_stream: str, corpus_dir: Path) -> None:
+    raw = raw_stream(corpus_dir, corpus_stream)
     from_json, from_models = Assembler(), Assembler()
-    for payload in payloads(raw_stream(name)):
+    for payload in payloads(raw):
         from_json.feed(payload)
-    for model in sdk_objects(name):
+    for model in sdk_objects(raw):
         from_models.feed(model)
     assert json.loads(json.dumps(from_models.snapshot())) == from_json.snapshot()
     assert from_models.result().complete == from_json.result().complete

@@ -15,16 +15,11 @@ import itertools
 import json
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamscope.assemble import Assembler, AssembleResult, StreamFormatError, assemble_sse
-from test_assemble_conformance import NO_CORPUS, STREAMS
 
-pytestmark = pytest.mark.skipif(not STREAMS, reason=NO_CORPUS)
 PROPERTY = settings(max_examples=60, deadline=None)
-
-streams = st.sampled_from(STREAMS or [Path("/nonexistent")])
 
 
 @functools.cache
@@ -60,8 +55,8 @@ def prefix_result(path: Path, events: int) -> AssembleResult:
 
 
 @st.composite
-def splits(draw: st.DrawFn) -> tuple[Path, list[bytes]]:
-    path = draw(streams)
+def splits(draw: st.DrawFn, streams: list[Path]) -> tuple[Path, list[bytes]]:
+    path = draw(st.sampled_from(streams))
     raw = raw_of(path)
     inside_chars = [i for i in range(1, len(raw)) if raw[i] & 0xC0 == 0x80]  # UTF-8 continuation bytes
     cuts = draw(st.lists(st.integers(0, len(raw)), max_size=40))
@@ -72,9 +67,9 @@ def splits(draw: st.DrawFn) -> tuple[Path, list[bytes]]:
 
 
 @PROPERTY
-@given(splits())
-def test_any_split_into_reads_gives_the_same_result(case: tuple[Path, list[bytes]]) -> None:
-    path, pieces = case
+@given(st.data())
+def test_any_split_into_reads_gives_the_same_result(corpus_streams: list[Path], data: st.DataObject) -> None:
+    path, pieces = data.draw(splits(corpus_streams))
     assert assemble_sse(iter(pieces)) == whole(path)
 
 
@@ -82,8 +77,8 @@ EXTRA_LINES = [b": keep-alive", b":", b"id: 42", b"retry: 3000", b"x-unknown: 1"
 
 
 @st.composite
-def reframed(draw: st.DrawFn) -> tuple[Path, bytes]:
-    path = draw(streams)
+def reframed(draw: st.DrawFn, streams: list[Path]) -> tuple[Path, bytes]:
+    path = draw(st.sampled_from(streams))
     lines = raw_of(path).split(b"\n")[:-1]  # every line ends with LF
     out = [b"\xef\xbb\xbf"] if draw(st.booleans()) else []
     previous_end = b""
@@ -102,17 +97,18 @@ def _append(out: list[bytes], line: bytes, end: bytes, previous_end: bytes) -> b
 
 
 @PROPERTY
-@given(reframed())
-def test_any_legal_framing_gives_the_same_result(case: tuple[Path, bytes]) -> None:
-    path, raw = case
+@given(st.data())
+def test_any_legal_framing_gives_the_same_result(corpus_streams: list[Path], data: st.DataObject) -> None:
+    path, raw = data.draw(reframed(corpus_streams))
     assert assemble_sse(raw) == whole(path)
 
 
 @PROPERTY
-@given(streams, st.data())
+@given(st.data())
 def test_truncation_after_an_event_gives_the_prefix_result_marked_incomplete(
-    path: Path, data: st.DataObject
+    corpus_streams: list[Path], data: st.DataObject
 ) -> None:
+    path = data.draw(st.sampled_from(corpus_streams))
     raw = raw_of(path)
     ends = event_ends(raw)
     events = data.draw(st.integers(1, len(ends)))
@@ -127,8 +123,9 @@ def test_truncation_after_an_event_gives_the_prefix_result_marked_incomplete(
 
 
 @PROPERTY
-@given(streams, st.data())
-def test_truncation_anywhere_keeps_every_whole_event(path: Path, data: st.DataObject) -> None:
+@given(st.data())
+def test_truncation_anywhere_keeps_every_whole_event(corpus_streams: list[Path], data: st.DataObject) -> None:
+    path = data.draw(st.sampled_from(corpus_streams))
     raw = raw_of(path)
     cut = data.draw(st.integers(0, len(raw)))
     before = sum(1 for end in event_ends(raw) if end <= cut)

@@ -1,6 +1,9 @@
 """The pinned set lives in pyproject.toml; the conda and Binder environments must list it exactly."""
 
+import ast
+import sys
 import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,26 @@ def test_environment_matches_pyproject(env_file):
     )
     # repo2docker defaults to Python 3.10 unless the environment pins it.
     assert "python=3.11" in conda
+
+
+def test_every_package_the_helpers_import_is_declared():
+    """A third-party module the package imports must come from a distribution pyproject.toml pins."""
+    declared = {
+        pin.split("==")[0].lower()
+        for pin in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    imported: set[str] = set()
+    for path in (ROOT / "helpers" / "streamscope").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"streamscope", "__future__"}
+    distributions = packages_distributions()
+    undeclared = {
+        module: distributions.get(module)
+        for module in third_party
+        if not {d.lower() for d in distributions.get(module, [module])} & declared
+    }
+    assert not undeclared, f"imported but not pinned in pyproject.toml's dependencies: {undeclared}"

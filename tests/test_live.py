@@ -1,4 +1,4 @@
-"""Tests of streamscope.live: the reader/updater split, batching, throttling and the error path.
+"""Tests of the live chart (streamscope.charts): the reader/updater split, batching, throttling, errors.
 
 The chunk sources here are test-only generators of chat-completion chunk dicts; no frontend is
 attached (plotly's FigureWidget works headless), and nothing here asserts on durations.
@@ -13,8 +13,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from streamscope import live
-from streamscope.live import CSS_CHART, CSS_CONTAINER, CSS_TEXT, LiveChart, preload
+from streamscope import charts
+from streamscope.charts import CSS_CHART, CSS_CONTAINER, CSS_TEXT, LiveChart, preload
 
 PIECES = [f"{i}, " for i in range(1, 41)]
 
@@ -195,7 +195,7 @@ def test_chunks_that_cannot_be_assembled_are_still_charted_and_said():
 def test_interrupt_keeps_what_arrived_stops_the_reader_and_reraises():
     chart = _chart()
     closed = threading.Event()
-    draw = chart._draw
+    draw = chart.update
 
     def endless() -> Iterator[dict]:
         try:
@@ -209,10 +209,10 @@ def test_interrupt_keeps_what_arrived_stops_the_reader_and_reraises():
     def interrupted_draw():  # as if the user pressed "interrupt kernel" during a redraw
         draw()
         if chart.text:
-            chart._draw = draw
+            chart.update = draw
             raise KeyboardInterrupt
 
-    chart._draw = interrupted_draw
+    chart.update = interrupted_draw
     with pytest.raises(KeyboardInterrupt):
         chart.run(endless)
     assert chart.text.startswith("so far")
@@ -279,10 +279,10 @@ def test_baseline_without_a_token_count_is_a_line_at_its_moment():
 
 def test_preload_makes_the_figure_the_next_chart_uses():
     preload()
-    spare = live._SPARE_FIGURES[-1]
+    spare = charts._SPARE_FIGURES[-1]
     chart = _chart()
     assert chart.figure is spare
-    assert not live._SPARE_FIGURES
+    assert not charts._SPARE_FIGURES
     assert _chart().figure is not spare  # with no spare left, a chart makes its own
     chart.run(lambda: chunk_source())
     assert list(chart.figure.data[0].y) == list(range(1, len(PIECES) + 1))

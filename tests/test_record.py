@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from streamscope.backend import BackendError
 from streamscope.cli import main
-from streamscope.record import SCRUBBED, _EventSplitter, record
+from streamscope.errors import BackendError
+from streamscope.recorder import SCRUBBED, EventSplitter, record
 from streamscope.recording import Recording
 from streamscope.replay import ReplayServer
-from test_replay import CHAT_BODY, PROMPT, synthetic_chat_recording, synthetic_completion_recording
+from synthetic_recordings import CHAT_BODY, PROMPT, synthetic_chat_recording, synthetic_completion_recording
 
 CANARY = "sk-canary-5f1e0c9a7b3d4e2f"
 LEAKY_HEADERS = {
@@ -136,7 +136,7 @@ def test_events_are_cut_at_blank_lines_whatever_the_reads() -> None:
     stream = b"data: a\n\ndata: b\r\n\r\n: comment\rdata: c\r\r"
     expected = [b"data: a\n\n", b"data: b\r\n\r\n", b": comment\rdata: c\r\r"]
     for size in (1, 2, 3, 5, len(stream)):
-        splitter = _EventSplitter()
+        splitter = EventSplitter()
         events = [e for i in range(0, len(stream), size) for e in splitter.feed(stream[i : i + size])]
         assert events == expected, size
         assert splitter.buffer == b""

@@ -25,9 +25,7 @@ from typing import Any
 import pytest
 from streamscope.recording import RECORDINGS_DIR, Recording, load_recording
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED = ROOT.parent / "shared" / "seed" / "how_to_stream_completions.txt"
-TRANSCRIBER = ROOT / "tools" / "transcribe_seed.py"
+TRANSCRIBER = Path(__file__).resolve().parents[1] / "tools" / "transcribe_seed_and_cookbook.py"
 
 SEED_NAMES = [
     "seed-chat-count-to-100",
@@ -43,11 +41,9 @@ COOKBOOK_NAMES = [
     "cookbook-chat-1plus1-include-usage-stream",
 ]
 
-needs_seed = pytest.mark.skipif(not SEED.exists(), reason=f"the seed is not here ({SEED})")
-
 
 def _transcriber():
-    spec = importlib.util.spec_from_file_location("transcribe_seed", TRANSCRIBER)
+    spec = importlib.util.spec_from_file_location("transcribe_seed_and_cookbook", TRANSCRIBER)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -97,9 +93,9 @@ def test_match_keys_are_distinct():
 # --- the 2023 seed ------------------------------------------------------------------
 
 
-def printed_after(code_line: str, occurrence: int = 0) -> str:
+def printed_after(seed_path: Path, code_line: str, occurrence: int = 0) -> str:
     """What the seed printed below a code cell ending with ``code_line`` (one line in the dump)."""
-    lines = SEED.read_text(encoding="utf-8").splitlines()
+    lines = seed_path.read_text(encoding="utf-8").splitlines()
     found = [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.strip() == code_line]
     return found[occurrence]
 
@@ -170,16 +166,16 @@ SEED_OUTPUTS = [
 ]
 
 
-@needs_seed
 @pytest.mark.parametrize(("name", "render", "code_line", "occurrence"), SEED_OUTPUTS)
-def test_seed_recording_prints_what_the_seed_printed(name, render, code_line, occurrence):
-    assert collapse(render(load_recording(name))) == collapse(printed_after(code_line, occurrence))
+def test_seed_recording_prints_what_the_seed_printed(seed_path, name, render, code_line, occurrence):
+    assert collapse(render(load_recording(name))) == collapse(printed_after(seed_path, code_line, occurrence))
 
 
-@needs_seed
-def test_a_changed_time_is_caught():
+def test_a_changed_time_is_caught(seed_path):
     rec = load_recording("seed-chat-count-to-100-stream")
-    expected = collapse(printed_after('print(f"Full conversation received: {full_reply_content}")'))
+    expected = collapse(
+        printed_after(seed_path, 'print(f"Full conversation received: {full_reply_content}")')
+    )
     assert collapse(render_chat_stream(rec)) == expected
     rec.events[150] = type(rec.events[150])(rec.events[150].t + 0.01, rec.events[150].raw)
     assert collapse(render_chat_stream(rec)) != expected
@@ -199,9 +195,8 @@ def test_seed_stream_sizes():
     )
 
 
-@needs_seed
-def test_transcription_reproduces_the_committed_seed_recordings(tmp_path):
-    assert _transcriber().main([str(SEED), "--out", str(tmp_path)]) == 0
+def test_transcription_reproduces_the_committed_seed_recordings(seed_path, tmp_path):
+    assert _transcriber().main([str(seed_path), "--out", str(tmp_path)]) == 0
     for name in SEED_NAMES:
         assert (tmp_path / f"{name}.json").read_bytes() == (RECORDINGS_DIR / f"{name}.json").read_bytes(), (
             name
@@ -338,14 +333,13 @@ def test_cookbook_replies_and_usage():
 COOKBOOK_NOTEBOOK = os.environ.get("STREAMSCOPE_COOKBOOK_NOTEBOOK")
 
 
-@needs_seed
 @pytest.mark.skipif(
     not COOKBOOK_NOTEBOOK,
     reason="set STREAMSCOPE_COOKBOOK_NOTEBOOK to a copy of openai/openai-cookbook@d2bb606 "
     "examples/How_to_stream_completions.ipynb to check the cookbook transcription (not stored here)",
 )
-def test_transcription_reproduces_the_committed_cookbook_recordings(tmp_path):
-    assert _transcriber().main([str(SEED), "--cookbook", COOKBOOK_NOTEBOOK, "--out", str(tmp_path)]) == 0
+def test_transcription_reproduces_the_committed_cookbook_recordings(seed_path, tmp_path):
+    assert _transcriber().main([str(seed_path), "--cookbook", COOKBOOK_NOTEBOOK, "--out", str(tmp_path)]) == 0
     for name in COOKBOOK_NAMES:
         assert (tmp_path / f"{name}.json").read_bytes() == (RECORDINGS_DIR / f"{name}.json").read_bytes(), (
             name

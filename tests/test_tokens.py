@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,6 @@ from streamscope.tokens import (
     count_text_tokens,
     encoding_for_model,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-SEED = ROOT.parent / "shared" / "seed" / "how_to_stream_completions.txt"
-CONFORMANCE = ROOT.parent / "shared" / "conformance" / "openai-streams"
 
 
 @pytest.fixture(autouse=True)
@@ -129,13 +124,7 @@ def _seed_exchange() -> tuple[list[dict], dict]:
         is_chat_with_usage = isinstance(body, dict) and body.get("object") == "chat.completion"
         if recording.name.startswith("seed") and is_chat_with_usage and body.get("usage"):
             return recording.request["body"]["messages"], body
-    if not SEED.exists():
-        pytest.skip(f"no seed recording in {RECORDINGS_DIR} and no seed text at {SEED}")
-    text = SEED.read_text(encoding="utf-8")
-    content = re.search(r"\{'role': 'user', 'content': '(Count to 100[^']*)'\}", text).group(1)
-    start = text.index('{ "choices"')  # the printed response, not the code that prints it
-    response, _ = json.JSONDecoder().raw_decode(text, start)
-    return [{"role": "user", "content": content}], response
+    raise LookupError(f"no seed recording of a non-streamed chat with usage in {RECORDINGS_DIR}")
 
 
 def test_seed_prompt_tokens():
@@ -168,12 +157,10 @@ def test_seed_completion_tokens():
 # --- conformance recordings that carry usage ----------------------------------
 
 
-def _conformance(name: str) -> tuple[dict, dict, dict[int, str]]:
+def _conformance(corpus_dir: Path, name: str) -> tuple[dict, dict, dict[int, str]]:
     """Request body, final usage, and content per choice index of a conformance stream."""
-    sse = CONFORMANCE / f"{name}.sse"
-    request = CONFORMANCE / f"{name}.request.json"
-    if not (sse.exists() and request.exists()):
-        pytest.skip(f"conformance recording {name} not found under {CONFORMANCE}")
+    sse = corpus_dir / f"{name}.sse"
+    request = corpus_dir / f"{name}.request.json"
     usage: dict = {}
     texts: dict[int, str] = {}
     for line in sse.read_text(encoding="utf-8").splitlines():
@@ -187,8 +174,8 @@ def _conformance(name: str) -> tuple[dict, dict, dict[int, str]]:
     return json.loads(request.read_text(encoding="utf-8")), usage, texts
 
 
-def test_gpt35_n2_usage_offline():
-    body, usage, texts = _conformance("d__ddtrace-gpt35-n2-usage")
+def test_gpt35_n2_usage_offline(corpus_dir):
+    body, usage, texts = _conformance(corpus_dir, "d__ddtrace-gpt35-n2-usage")
     # 3 + 1 ("user") + 6 ("Hey, what is up?") + 3 = 13, as reported.
     assert count_chat_prompt_tokens(body["messages"], "gpt-3.5-turbo-0125") == usage["prompt_tokens"] == 13
     visible = sum(count_text_tokens(text, "gpt-3.5-turbo-0125") for text in texts.values())
@@ -198,8 +185,8 @@ def test_gpt35_n2_usage_offline():
 
 
 @pytest.mark.parametrize("name", ["b__pydai-gpt4o-usage"])
-def test_gpt4o_usage_when_o200k_is_cached(name):
-    body, usage, texts = _conformance(name)
+def test_gpt4o_usage_when_o200k_is_cached(name, corpus_dir):
+    body, usage, texts = _conformance(corpus_dir, name)
     try:
         encoding_for_model(body["model"], download=False)
     except TokenizerUnavailable as exc:

@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 
 import openai
 
+from .errors import BackendError
+
 if TYPE_CHECKING:
     from .replay import ReplayServer
 
@@ -49,10 +51,6 @@ _GO_LIVE = f"set {BACKEND_ENV}=openai or a base URL to go live"
 _GO_REPLAY = f"set {BACKEND_ENV}=replay to replay recordings"
 
 BackendKind = Literal["replay", "openai", "url"]
-
-
-class BackendError(ValueError):
-    """The backend setting cannot be used as it is."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def _speed(speed: float | None) -> float:
         return 1.0
     try:
         return check_speed(setting)
-    except ValueError as exc:
+    except BackendError as exc:
         raise BackendError(f"{SPEED_ENV}={setting!r}: {exc}") from None
 
 

@@ -1,36 +1,146 @@
-"""The command line: ``python -m streamscope COMMAND``.
+"""The command line: ``python -m streamscope COMMAND``; every subcommand is defined here.
+
+- ``assemble PATH``: a raw SSE body in, its assembled object out as JSON;
+- ``serve``: the replay server in the foreground;
+- ``record``: one real request to a live server, saved as a recording;
+- ``list``: the recordings the replay server can answer.
 
 Each command imports only what it needs, so ``assemble`` starts without loading
-openai, plotly or jupyter.
+openai, plotly or jupyter. Messages go to stderr, one line each, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from .errors import StreamscopeError
+
+# ``assemble`` exit status: the stream is complete; the input is not an SSE stream of JSON events;
+# the stream ended early; it carried an error (in the last two the partial object is still printed).
+EXIT_COMPLETE, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_ERROR = 0, 2, 3, 4
 
 
-def _assemble(args: argparse.Namespace) -> int:
-    from .assemble import cli_assemble
-
-    return cli_assemble(args.path)
+def _say(command: str, message: str) -> None:
+    print(f"streamscope {command}: " + " ".join(message.split()), file=sys.stderr)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .replay import serve_forever
+def cli_assemble(args: argparse.Namespace) -> int:
+    """``python -m streamscope assemble PATH``."""
+    from .assemble import StreamFormatError, assemble_sse
 
-    serve_forever(host=args.host, port=args.port, speed=args.speed, recordings=args.recordings)
+    path = args.path
+    try:
+        if path == "-":
+            body = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as file:
+                body = file.read()
+    except OSError as exc:
+        _say("assemble", f"cannot read {path}: {exc.strerror or exc}")
+        return EXIT_BAD_INPUT
+    try:
+        result = assemble_sse(body)
+    except StreamFormatError as exc:
+        _say("assemble", f"not an SSE stream of JSON events: {exc}")
+        return EXIT_BAD_INPUT
+    text = json.dumps(result.object, ensure_ascii=False, indent=2) + "\n"
+    sys.stdout.buffer.write(text.encode())
+    sys.stdout.flush()
+    for warning in result.warnings:
+        _say("assemble", "warning: " + warning)
+    if result.error is not None:
+        _say("assemble", result.reason or "the stream carried an error")
+        return EXIT_ERROR
+    if not result.complete:
+        _say("assemble", f"the stream ended early: {result.reason}")
+        return EXIT_INCOMPLETE
+    return EXIT_COMPLETE
+
+
+def cli_serve(args: argparse.Namespace) -> int:
+    """``python -m streamscope serve``: the replay server in the foreground, until Ctrl-C."""
+    import gc
+
+    from .replay import ReplayServer
+
+    try:
+        server = ReplayServer(args.speed, args.recordings, host=args.host, port=args.port).listen()
+    except (StreamscopeError, OSError) as exc:
+        raise SystemExit(f"streamscope serve: {exc}") from None
+    if not server.loopback:
+        print(
+            f"WARNING: {server.host} is not a loopback address: anyone who can reach this machine can use "
+            "the replay server. Use --host 127.0.0.1 unless you mean it.",
+            file=sys.stderr,
+            flush=True,
+        )
+    count = len(server.index.entries())
+    print(
+        f"streamscope replay server listening on {server.base_url} ({count} recordings, "
+        f"speed {server.speed:g}); Ctrl-C to stop",
+        flush=True,
+    )
+    # Everything loaded so far lives as long as the process: keep it out of the cyclic garbage
+    # collector's full passes, which would otherwise pause the server for milliseconds mid-stream.
+    gc.freeze()
+    server.serve()
+    print("streamscope replay server stopped", flush=True)
     return 0
 
 
-def _record(args: argparse.Namespace) -> int:
-    from .record import cli_record
+def _body_from(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
 
-    return cli_record(args)
+    if args.body is not None and (args.model or args.message):
+        raise ValueError("give either --body or --model with --message, not both")
+    if args.body is None:
+        if not (args.model and args.message):
+            raise ValueError("give --body FILE (or - for stdin), or --model and --message")
+        return {"model": args.model, "messages": [{"role": "user", "content": args.message}], "stream": True}
+    try:
+        text = sys.stdin.read() if args.body == "-" else Path(args.body).read_text(encoding="utf-8")
+        body = json.loads(text)
+    except OSError as exc:
+        raise ValueError(f"cannot read --body {args.body}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--body {args.body} is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"--body {args.body} must hold a JSON object")
+    return body
 
 
-def _list(args: argparse.Namespace) -> int:
+def cli_record(args: argparse.Namespace) -> int:
+    """``python -m streamscope record``. Exit 0: saved; 1: saved, but the server answered an error;
+    2: nothing saved (bad input, or the request failed)."""
+    from pathlib import Path
+
+    from .recorder import record
+
+    try:
+        rec = record(args.path, _body_from(args), name=args.name, out_dir=args.out, backend=args.backend)
+    except (ValueError, StreamscopeError, OSError) as exc:
+        _say("record", str(exc))
+        return 2
+    where = Path(args.out) / f"{rec.name}.json"
+    if rec.streamed:
+        events = rec.events or []
+        what = f"{len(events)} events over {events[-1].t if events else 0:.3f} s"
+    else:
+        what = f"one body after {rec.elapsed:.3f} s"
+    origin = f"{rec.provenance['server']} ({rec.provenance['model']})"
+    print(f"recorded {rec.name}: {what} from {origin}, saved to {where}")
+    if rec.status >= 400:
+        _say("record", f"the server answered HTTP {rec.status}; the recording keeps it")
+        return 1
+    return 0
+
+
+def cli_list(args: argparse.Namespace) -> int:
+    """``python -m streamscope list``."""
     from .recording import RECORDINGS_DIR, iter_recordings
 
     for rec in iter_recordings(args.recordings or RECORDINGS_DIR):
@@ -53,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "2: the input is not an SSE stream of JSON events.",
     )
     p.add_argument("path", help="a file holding one raw SSE response body, or - for stdin")
-    p.set_defaults(func=_assemble)
+    p.set_defaults(func=cli_assemble)
 
     p = commands.add_parser("serve", help="replay the recordings on an OpenAI-compatible server")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
@@ -62,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="1 = recorded pace, 2 = twice as fast, 0 = no waiting"
     )
     p.add_argument("--recordings", default=None, help="folder of recordings (default: the package's)")
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=cli_serve)
 
     p = commands.add_parser("record", help="make a real request and save it as a recording")
     p.add_argument("--backend", default=None, help='"openai" or a base URL (default: $STREAMSCOPE_BACKEND)')
@@ -72,11 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default=None, help="shorthand: user message for a chat request")
     p.add_argument("--name", required=True, help="recording name (the file's stem)")
     p.add_argument("--out", default=".", help="folder to write NAME.json into (default: .)")
-    p.set_defaults(func=_record)
+    p.set_defaults(func=cli_record)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")
     p.add_argument("--recordings", default=None, help="folder of recordings (default: the package's)")
-    p.set_defaults(func=_list)
+    p.set_defaults(func=cli_list)
     return parser
 
 
@@ -84,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except StreamscopeError as exc:
+        _say(args.command, str(exc))
+        return 2
     except KeyboardInterrupt:
         return 130
 

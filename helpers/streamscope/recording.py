@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import RecordingError
+
 FORMAT_VERSION = 1
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 
@@ -51,10 +53,6 @@ RECORDINGS_DIR = Path(__file__).parent / "recordings"
 IGNORED_REQUEST_FIELDS = frozenset({"user", "metadata", "store", "safety_identifier", "prompt_cache_key"})
 
 _PROVENANCE_KEYS = ("source", "server", "model", "date", "method", "timing_resolution_s", "notes")
-
-
-class RecordingError(ValueError):
-    """A recording file is missing, unreadable or not in the recording format."""
 
 
 @dataclass(frozen=True)
@@ -181,10 +179,14 @@ def api_path(path: str) -> str:
     return path if path.startswith("/v1/") else "/v1" + path
 
 
+def relevant_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a request body that can change what the model returns (all but the ignored ones)."""
+    return {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
+
+
 def match_key(path: str, body: Mapping[str, Any]) -> str:
     """The identity of a request for replay: its path and its output-changing fields."""
-    relevant = {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
-    return api_path(path) + " " + json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return api_path(path) + " " + json.dumps(relevant_fields(body), sort_keys=True, separators=(",", ":"))
 
 
 def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recording]:

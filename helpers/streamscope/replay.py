@@ -38,13 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import json
 import math
 import selectors
 import socket
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -60,13 +58,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .errors import BackendError, RecordingError
 from .recording import (
     IGNORED_REQUEST_FIELDS,
     RECORDINGS_DIR,
     Recording,
-    RecordingError,
     api_path,
     match_key,
+    relevant_fields,
 )
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
@@ -94,15 +93,15 @@ _MATCH_RULE = (
 
 
 def check_speed(speed: float) -> float:
-    """Return ``speed`` as a float, or raise ValueError if it is not a finite number >= 0."""
+    """Return ``speed`` as a float, or raise BackendError if it is not a finite number >= 0."""
     try:
         value = float(speed)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise BackendError(
             f"speed must be a number >= 0 (1 = as recorded, 0 = no waiting), got {speed!r}"
         ) from None
     if not math.isfinite(value) or value < 0:
-        raise ValueError(
+        raise BackendError(
             f"speed must be a finite number >= 0 (1 = as recorded, 0 = no waiting), got {speed!r}"
         )
     return value
@@ -123,7 +122,7 @@ class _Entry:
         events = recording.events or []
         return cls(
             recording=recording,
-            relevant_body={k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS},
+            relevant_body=relevant_fields(body),
             offsets=tuple(e.t for e in events),
             payloads=tuple(e.raw.encode() for e in events),
         )
@@ -182,7 +181,7 @@ class RecordingIndex:
 
     def closest(self, path: str, body: dict[str, Any]) -> tuple[_Entry, list[str]] | None:
         """The recording for the same path that differs from ``body`` in the fewest fields."""
-        relevant = {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
+        relevant = relevant_fields(body)
         best: tuple[_Entry, list[str]] | None = None
         for entry in self.entries():
             if api_path(entry.recording.path) != api_path(path):
@@ -288,7 +287,7 @@ def create_app(index: RecordingIndex, speed: float, stats: _Stats | None = None)
             return _error(400, f"The body of POST {path} must be a JSON object, got {type(body).__name__}.")
         try:
             pace = check_speed(request.headers.get(SPEED_HEADER, speed))
-        except ValueError as exc:
+        except BackendError as exc:
             return _error(400, f"Header {SPEED_HEADER}: {exc}")
         try:
             entry = index.find(path, body)
@@ -347,15 +346,6 @@ def _precise_loop() -> asyncio.AbstractEventLoop:
     return asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # Naming the protocol matters: asyncio sets TCP_NODELAY only on accepted sockets whose proto is
@@ -397,6 +387,7 @@ class ReplayServer:
         self.stats = _Stats()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
 
     @property
     def base_url(self) -> str:
@@ -426,21 +417,49 @@ class ReplayServer:
         )
         return uvicorn.Server(config)
 
-    def _listen(self) -> socket.socket:
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        return sock
+    def listen(self) -> ReplayServer:
+        """Bind the address now; with port 0 a free one, which ``base_url`` then names.
+
+        Clients can connect (they wait in the queue) before the server starts serving.
+        """
+        if self._socket is None:
+            self._socket = _bind(self.host, self.port)
+            self.port = self._socket.getsockname()[1]
+        return self
 
     def start(self) -> ReplayServer:
+        """Serve in a background thread; returns at once."""
         if self._thread is not None:
             raise RuntimeError("this ReplayServer is already started")
-        sock = self._listen()
+        sock = self._take_socket()
         self._server = server = self._uvicorn()
         self._thread = threading.Thread(
             target=_run, args=(server, sock), name=f"streamscope-replay-{self.port}", daemon=True
         )
         self._thread.start()
         return self
+
+    def serve(self) -> None:
+        """Serve in this thread until Ctrl-C (``python -m streamscope serve``)."""
+        sock = self._take_socket()
+        with contextlib.suppress(KeyboardInterrupt):
+            _run(self._uvicorn(), sock)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the server."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def _take_socket(self) -> socket.socket:
+        sock = self.listen()._socket
+        assert sock is not None
+        self._socket = None
+        return sock
 
     def stop(self) -> None:
         if self._server is None or self._thread is None:
@@ -470,34 +489,3 @@ def _run(server: uvicorn.Server, sock: socket.socket) -> None:
 
     with asyncio.Runner(loop_factory=_precise_loop) as runner:
         runner.run(serve())
-
-
-def serve_forever(
-    host: str = "127.0.0.1", port: int = 0, speed: float = 1.0, recordings: str | Path | None = None
-) -> None:
-    """Serve the recordings in the foreground until Ctrl-C (``python -m streamscope serve``)."""
-    try:
-        server = ReplayServer(speed, recordings, host=host, port=port)
-        sock = server._listen()
-    except (RecordingError, ValueError, OSError) as exc:
-        raise SystemExit(f"streamscope serve: {exc}") from None
-    if not _is_loopback(host):
-        print(
-            f"WARNING: {host} is not a loopback address: anyone who can reach this machine can use "
-            "the replay server. Use --host 127.0.0.1 unless you mean it.",
-            file=sys.stderr,
-            flush=True,
-        )
-    count = len(server.index.entries())
-    print(
-        f"streamscope replay server listening on {server.base_url} ({count} recordings, "
-        f"speed {server.speed:g}); Ctrl-C to stop",
-        flush=True,
-    )
-    uvicorn_server = server._uvicorn()
-    # Everything loaded so far lives as long as the process: keep it out of the cyclic garbage
-    # collector's full passes, which would otherwise pause the server for milliseconds mid-stream.
-    gc.freeze()
-    with contextlib.suppress(KeyboardInterrupt):
-        _run(uvicorn_server, sock)
-    print("streamscope replay server stopped", flush=True)

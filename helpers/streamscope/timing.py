@@ -4,6 +4,8 @@
 every chunk, its arrival offset on a monotonic clock (``time.perf_counter``) from the moment
 the request was sent; it touches nothing else, so watching costs well under a microsecond
 per chunk. The result is a :class:`Timeline`, which can also be rebuilt from a recording.
+:class:`StreamReader` runs a :class:`StreamTimer` off the caller's thread (or in a task), so
+that the caller can draw what arrived while the stream goes on.
 
 The benchmark tools disagree on what "time to first token" and "inter-token latency" mean,
 so :meth:`Timeline.metrics` computes them under a named convention (see :data:`CONVENTIONS`):
@@ -11,91 +13,32 @@ the same timestamps give different figures under ``vllm``, ``genai-perf`` and ``
 The default, ``streamscope``, times the first token at the first non-empty content, which is
 what a user watching the text appear means by it.
 
-A chunk's text is ``choices[i].delta.content`` (chat), ``choices[i].text`` (completions) or
-the ``delta`` of a ``response.output_text.delta`` event (Responses), over all choices.
-Timestamps of an SDK stream are taken when the SDK hands the chunk over, after it has
-parsed it: that is when user code can show it.
+What a chunk says (its text, whether it is output, its usage) is read by
+:mod:`streamscope.chunks`. Timestamps of an SDK stream are taken when the SDK hands the chunk
+over, after it has parsed it: that is when user code can show it.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
+import sys
+import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .sse import SSEDecoder
+from .chunks import DONE, NotJSON, model_of, sse_payloads, text_and_output, usage_output_tokens
+from .errors import RecordingError
 
 if TYPE_CHECKING:
     from .recording import Recording
 
-__all__ = ["CONVENTIONS", "Convention", "LatencyMetrics", "StreamTimer", "Timeline", "model_of"]
+__all__ = ["CONVENTIONS", "Convention", "LatencyMetrics", "StreamReader", "StreamTimer", "Timeline"]
 
 T = TypeVar("T")
-
-# Responses events about the response as a whole, not its output: the analogue of a
-# chat chunk with no choices.
-_RESPONSE_LIFECYCLE_EVENTS = frozenset(
-    {
-        "response.created",
-        "response.in_progress",
-        "response.queued",
-        "response.completed",
-        "response.incomplete",
-        "response.failed",
-        "error",
-    }
-)
-
-
-def _get(obj: Any, name: str) -> Any:
-    """A field of a chunk given as a dict or as an SDK (pydantic) object."""
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _text_and_output(chunk: Any) -> tuple[str, bool]:
-    """The chunk's generated text, and whether it belongs to the output at all.
-
-    "Output" is what vLLM's client times: a chat/completions chunk with non-empty
-    ``choices`` (a role-only or finish-only chunk counts; Azure's first ``choices: []``
-    chunk and the ``include_usage`` chunk do not), or a Responses event that is not about
-    the response's lifecycle.
-    """
-    event_type = _get(chunk, "type")
-    if isinstance(event_type, str):
-        text = _get(chunk, "delta") if event_type == "response.output_text.delta" else None
-        return (text if isinstance(text, str) else ""), event_type not in _RESPONSE_LIFECYCLE_EVENTS
-    choices = _get(chunk, "choices") or []
-    pieces = []
-    for choice in choices:
-        delta = _get(choice, "delta")
-        piece = _get(delta, "content") if delta is not None else _get(choice, "text")
-        if isinstance(piece, str):
-            pieces.append(piece)
-    return "".join(pieces), bool(choices)
-
-
-def _usage_output_tokens(chunk: Any) -> int | None:
-    usage = _get(chunk, "usage")
-    if usage is not None:
-        return _get(usage, "completion_tokens")
-    if _get(chunk, "type") in ("response.completed", "response.incomplete"):
-        usage = _get(_get(chunk, "response"), "usage")
-        return _get(usage, "output_tokens") if usage is not None else None
-    return None
-
-
-def model_of(chunk: Any) -> str | None:
-    """The model a chunk (or Responses event) says answered, if it names one."""
-    model = _get(chunk, "model")
-    if model is None and isinstance(_get(chunk, "type"), str):
-        model = _get(_get(chunk, "response"), "model")
-    return model or None
 
 
 @dataclass(frozen=True)
@@ -149,7 +92,7 @@ class Timeline:
 
     @cached_property
     def _described(self) -> list[tuple[str, bool]]:
-        return [_text_and_output(chunk) for chunk in self.chunks]
+        return [text_and_output(chunk) for chunk in self.chunks]
 
     @property
     def texts(self) -> list[str]:
@@ -180,7 +123,7 @@ class Timeline:
         """Output tokens from the stream's own usage (``include_usage`` chunk, Responses completion)."""
         found = None
         for chunk in self.chunks:
-            tokens = _usage_output_tokens(chunk)
+            tokens = usage_output_tokens(chunk)
             if tokens is not None:
                 found = tokens
         return found
@@ -229,31 +172,23 @@ class Timeline:
     @classmethod
     def from_recording(cls, recording: Recording) -> Timeline:
         """The timeline of a recorded stream: each event's ``t``, its data parsed as JSON."""
-        if recording.events is None:
-            raise ValueError(f"recording {recording.name} is not a streamed response")
+        events = recording.events
+        if events is None:
+            raise RecordingError(f"recording {recording.name} is not a streamed response")
         offsets: list[float] = []
         chunks: list[Any] = []
-
-        def take(data: str, index: int, t: float) -> None:
-            if data == "[DONE]":
-                return
-            try:
-                chunks.append(json.loads(data))
-            except json.JSONDecodeError:
-                raise ValueError(
-                    f"recording {recording.name}: event {index} (t={t}) has data that is not JSON: "
-                    f"{data[:60]!r}"
-                ) from None
+        for index, payload in sse_payloads(event.raw.encode() for event in events):
+            t = events[index].t  # index -1: a last event the recording cut short
+            if payload is DONE:
+                continue
+            if type(payload) is NotJSON:
+                raise RecordingError(
+                    f"recording {recording.name}: event {index % len(events)} (t={t}) has data that is not "
+                    f"JSON: {payload.data[:60]!r}"
+                )
+            chunks.append(payload)
             offsets.append(t)
-
-        decoder = SSEDecoder()
-        for index, event in enumerate(recording.events):
-            for sse in decoder.feed(event.raw.encode()):
-                take(sse.data, index, event.t)
-        for sse in decoder.close():  # a last event the recording cut short
-            take(sse.data, len(recording.events) - 1, recording.events[-1].t)
-        end = recording.events[-1].t if recording.events else None
-        return cls(offsets, chunks, end=end)
+        return cls(offsets, chunks, end=events[-1].t if events else None)
 
 
 class StreamTimer:
@@ -282,6 +217,16 @@ class StreamTimer:
     @property
     def timeline(self) -> Timeline:
         return Timeline(list(self._offsets), list(self._chunks), end=self._end, error=self._error)
+
+    @property
+    def arrived(self) -> int:
+        """How many chunks have arrived so far."""
+        return len(self._chunks)  # appended after its offset: every counted chunk has one
+
+    def since(self, index: int) -> Timeline:
+        """The chunks that arrived from ``index`` on (none copied before it), with their offsets."""
+        n = len(self._chunks)
+        return Timeline(self._offsets[index:n], self._chunks[index:n])
 
     def _started(self) -> float:
         if self._start is None:
@@ -324,6 +269,120 @@ class StreamTimer:
             self._error = f"{type(exc).__name__}: {exc}"
             raise
         self._end = clock() - start
+
+
+# While the caller of a StreamReader computes (a chart's redraw) it holds the GIL; the reader, woken
+# by the socket, then waits for it, and CPython only forces a hand-over after the switch interval
+# (5 ms by default). The reader lowers the interval while it runs, so that a chunk's timestamp
+# waits at most about this long, and restores it after. Measured (benchmarks/live_chart.py) with
+# redraws nonstop: a thread blocked on a socket woke 5.4 ms late (p50) at 5 ms, 0.9 ms at 0.5 ms.
+READER_SWITCH_INTERVAL_S = 0.0005
+
+
+class StreamReader:
+    """Reads one stream in a background thread (or a task), timestamping it with a :class:`StreamTimer`.
+
+    ``factory`` creates the stream (it sends the request): the clock starts right before it is
+    called, so the time to the first chunk includes sending the request. The reader only iterates
+    the stream through the timer; the caller takes what arrived with :meth:`since`, meanwhile.
+    An error in the stream is kept in :attr:`error` for the caller to re-raise.
+    """
+
+    def __init__(self) -> None:
+        self.timer = StreamTimer()
+        self.error: BaseException | None = None
+        self._finished = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def arrived(self) -> int:
+        """How many chunks have arrived so far."""
+        return self.timer.arrived
+
+    def since(self, index: int) -> Timeline:
+        """The chunks that arrived from ``index`` on."""
+        return self.timer.since(index)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the stream to end; True once it has."""
+        return self._finished.wait(timeout)
+
+    def wait_for_a_lull(self, quiet: float, timeout: float) -> None:
+        """Wait until no chunk has arrived for ``quiet`` seconds (at most ``timeout``).
+
+        Chunks often come in bursts (several in one network read), which the reader parses one
+        after another; work started in the middle would take the CPU from it and delay the rest
+        of the burst's timestamps.
+        """
+        deadline = time.perf_counter() + timeout
+        seen = self.arrived
+        while not self._finished.wait(quiet) and time.perf_counter() < deadline:
+            arrived = self.arrived
+            if arrived == seen:
+                return
+            seen = arrived
+
+    def start(self, factory: Callable[[], Any]) -> StreamReader:
+        """Read the stream ``factory()`` creates in a daemon thread, the switch interval lowered meanwhile."""
+        if self._thread is not None:
+            raise RuntimeError("a StreamReader reads one stream")
+        self._thread = threading.Thread(
+            target=self._read, args=(factory, sys.getswitchinterval()), name="streamscope-reader", daemon=True
+        )
+        sys.setswitchinterval(min(sys.getswitchinterval(), READER_SWITCH_INTERVAL_S))
+        self._thread.start()
+        return self
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def stop(self) -> None:
+        """Close the stream at its next chunk; what arrived is kept."""
+        self._stop = True
+
+    def _read(self, factory: Callable[[], Any], switch_interval: float) -> None:
+        try:
+            self.timer.start()
+            stream = factory()
+            for _ in self.timer.track(stream):
+                if self._stop:
+                    _close(stream)
+                    break
+        except BaseException as exc:  # re-raised by the caller, in its thread
+            self.error = exc
+        finally:
+            sys.setswitchinterval(switch_interval)
+            self._finished.set()
+
+    async def read_async(self, factory: Callable[[], Any]) -> None:
+        """Read an async stream (``AsyncOpenAI``) here, in the caller's task or one it creates.
+
+        ``factory()`` may return the stream or a coroutine that makes it (``AsyncOpenAI``'s
+        ``create()``). A chunk that arrives while the loop runs other work is timestamped after it.
+        """
+        try:
+            self.timer.start()
+            stream = factory()
+            if inspect.isawaitable(stream):
+                stream = await stream
+            async for _ in self.timer.atrack(stream):
+                pass
+        except Exception as exc:  # re-raised by the caller
+            self.error = exc
+        finally:
+            self._finished.set()
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)  # the SDK's Stream and generators have one
+    if close is not None:
+        close()
 
 
 # --- the conventions ---------------------------------------------------------

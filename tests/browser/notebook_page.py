@@ -1,6 +1,6 @@
 """Drive one notebook in JupyterLab like a user does, and record what the page shows while it runs.
 
-The DOM hooks come from streamscope.live: a live view is an element with class `streamscope-live`, holding
+The DOM hooks come from streamscope.charts: a live view is an element with class `streamscope-live`, holding
 a plotly FigureWidget with class `streamscope-live-chart` and a text widget with class
 `streamscope-live-text`. snapshot.js reads them; problems.js lists what a user would see as broken.
 

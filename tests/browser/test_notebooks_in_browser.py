@@ -5,7 +5,7 @@ fails to render, and, for notebooks with a live chart, a chart and a text that g
 stream arrives rather than appearing at the end.
 
 A notebook has a live chart when, once its cells have run, the page holds an element with class
-`streamscope-live` (what streamscope.live displays). Notebooks without one are checked for errors only.
+`streamscope-live` (what streamscope.charts displays). Notebooks without one are checked for errors only.
 A widget shown as plain text (a front end without the widget manager) fails too: the committed
 notebook's saved widget outputs (nbval's reference) say what their plain-text form looks like.
 

@@ -25,8 +25,8 @@ carried an error is never complete; its ``error`` is kept and its message is the
 ``reason``. Nothing that arrived is dropped.
 """
 
-from ._assembler import Assembler, AssembleResult, StreamFormatError, assemble_events
-from ._cli import cli_assemble
+from ..errors import StreamFormatError
+from ._assembler import Assembler, AssembleResult, assemble_events
 from ._from_sse import assemble_sse
 
 __all__ = [
@@ -35,5 +35,4 @@ __all__ = [
     "StreamFormatError",
     "assemble_events",
     "assemble_sse",
-    "cli_assemble",
 ]

@@ -6,33 +6,20 @@ import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from ..chunks import DONE, fields, plain
+from ..errors import StreamFormatError
 from ._choices import ChoicesAccumulator
-from ._objects import fields, plain
 from ._responses import ResponsesAccumulator
-
-DONE = "[DONE]"
 
 
 class AssembleResult(NamedTuple):
-    """The assembled object and whether the stream that built it arrived in full.
-
-    (A NamedTuple rather than a dataclass: ``dataclasses`` imports ``inspect``, about
-    10 ms of the ``assemble`` command's startup.)
-    """
+    """The assembled object and whether the stream that built it arrived in full."""
 
     object: dict[str, Any]
     complete: bool
     reason: str | None = None  # why the stream is incomplete
     error: dict[str, Any] | None = None  # the error the stream carried, as the API sent it
     warnings: tuple[str, ...] = ()  # e.g. deltas that do not add up to a Responses final value
-
-
-class StreamFormatError(ValueError):
-    """The input is not a stream of OpenAI events. ``partial`` holds what was assembled before it."""
-
-    def __init__(self, message: str, partial: AssembleResult | None = None) -> None:
-        super().__init__(message)
-        self.partial = partial
 
 
 def error_message(error: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._objects import fields, plain
+from ..chunks import fields, plain
 
 _HEAD_FIRST = ("id", "created", "model")
 

@@ -1,12 +1,14 @@
-"""Assembling a raw SSE response body: SSE decoding, JSON parsing, then the `Assembler`."""
+"""Assembling a raw SSE response body: its events parsed (``chunks.sse_payloads``), then the `Assembler`."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
-from ..sse import ServerSentEvent, SSEDecoder
-from ._assembler import DONE, Assembler, AssembleResult, StreamFormatError
+from ..chunks import DONE, NotJSON, sse_payloads
+from ..errors import StreamFormatError
+from ._assembler import Assembler, AssembleResult
 
 
 def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
@@ -17,22 +19,29 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
     if isinstance(data, str):
         data = data.encode()
     pieces: Iterable[bytes] = [bytes(data)] if isinstance(data, (bytes, bytearray, memoryview)) else data
-    decoder = SSEDecoder()
     assembler = Assembler(require_done=True)
+    feed = assembler.feed
     seen = 0
-    for piece in pieces:
-        seen = _feed_sse(assembler, decoder.feed(piece), seen)
     cut = False
-    tail = decoder.close()
-    try:
-        seen = _feed_sse(assembler, tail, seen)
-    except StreamFormatError:
-        # The stream stopped inside its last event; before any whole event, only
-        # the start of a JSON object says that this was an event stream at all.
-        if not seen and not tail[-1].data.lstrip().startswith("{"):
-            raise
-        cut = True
-    if not seen and not cut:
+    for piece, payload in sse_payloads(pieces):
+        seen += 1
+        try:
+            if type(payload) is dict:
+                try:
+                    feed(payload)
+                except StreamFormatError as exc:
+                    raise StreamFormatError(f"event {seen}: {exc}", assembler.result()) from None
+            elif payload is DONE:
+                feed(DONE)
+            else:
+                raise _not_an_object(payload, seen, assembler)
+        except StreamFormatError:
+            # The stream stopped inside its last event (piece -1); before any whole event, only
+            # the start of a JSON object says that this was an event stream at all.
+            if piece >= 0 or (seen == 1 and not _opens_an_object(payload)):
+                raise
+            cut = True
+    if not seen:
         raise StreamFormatError("no SSE data events in the input")
     result = assembler.result()
     if cut:
@@ -41,28 +50,12 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
     return result
 
 
-def _feed_sse(assembler: Assembler, events: list[ServerSentEvent], seen: int) -> int:
-    loads = json.loads
-    for sse in events:
-        data = sse.data
-        if data[:1] != "{":  # not the usual JSON object: [DONE], a blank event, or not JSON
-            if not data.strip():
-                continue
-            if data.startswith(DONE):
-                assembler.feed(DONE)
-                seen += 1
-                continue
-        seen += 1
-        try:
-            payload = loads(data)
-        except ValueError:
-            raise StreamFormatError(f"event {seen} is not JSON: {data[:60]!r}", assembler.result()) from None
-        if type(payload) is not dict:
-            raise StreamFormatError(f"event {seen} is not a JSON object: {data[:60]!r}", assembler.result())
-        if sse.event == "error" and "type" not in payload and "error" not in payload:
-            payload = {"error": payload}
-        try:
-            assembler.feed(payload)
-        except StreamFormatError as exc:
-            raise StreamFormatError(f"event {seen}: {exc}", assembler.result()) from None
-    return seen
+def _not_an_object(payload: Any, seen: int, assembler: Assembler) -> StreamFormatError:
+    if type(payload) is NotJSON:
+        return StreamFormatError(f"event {seen} is not JSON: {payload.data[:60]!r}", assembler.result())
+    data = json.dumps(payload)
+    return StreamFormatError(f"event {seen} is not a JSON object: {data[:60]!r}", assembler.result())
+
+
+def _opens_an_object(payload: Any) -> bool:
+    return type(payload) is dict or (type(payload) is NotJSON and payload.data.lstrip().startswith("{"))

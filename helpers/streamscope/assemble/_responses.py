@@ -17,10 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._objects import plain
-
-TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_LIFECYCLE_EVENTS = frozenset({"response.created", "response.in_progress", "response.queued"})
+from ..chunks import RESPONSE_STARTED_EVENTS, RESPONSE_TERMINAL_EVENTS, plain
 
 # Event name (without .delta/.done) -> (list inside the item and its index field, text field).
 _TEXT_EVENTS: dict[str, tuple[tuple[str, str] | None, str]] = {
@@ -106,12 +103,12 @@ class ResponsesAccumulator:
         elif kind == "response.output_text.annotation.added":
             annotations = self._part_at(event, "content", "content_index").setdefault("annotations", [])
             _put(annotations, event.get("annotation_index") or 0, plain(event.get("annotation")))
-        elif kind in _LIFECYCLE_EVENTS:
+        elif kind in RESPONSE_STARTED_EVENTS:
             response = plain(event.get("response")) or {}
             self._response = {**response, "output": None}
             if not self._output and response.get("output"):
                 self._output = [_copy_item(i) for i in response["output"]]
-        elif kind in TERMINAL_EVENTS:
+        elif kind in RESPONSE_TERMINAL_EVENTS:
             self._finish(plain(event.get("response")) or {})
         elif kind == "error":
             nested = event.get("error")

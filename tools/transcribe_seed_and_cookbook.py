@@ -14,7 +14,7 @@ What a notebook printed is kept exactly (times, deltas, texts, ids); what it did
 (wire framing, key order, unprinted ids) is rebuilt following the API's own output of the
 same period, and each recording's ``provenance.notes`` says which is which.
 
-    python tools/transcribe_seed.py [SEED_TXT] [--cookbook NOTEBOOK.ipynb] [--out DIR]
+    python tools/transcribe_seed_and_cookbook.py [SEED_TXT] [--cookbook NOTEBOOK.ipynb] [--out DIR]
 """
 
 from __future__ import annotations
@@ -701,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notebook = json.loads(Path(args.cookbook).read_text(encoding="utf-8"))
             recordings += cookbook_recordings(notebook)
     except (OSError, ValueError) as exc:  # TranscriptionError and JSONDecodeError are ValueErrors
-        print(f"transcribe_seed: {exc}", file=sys.stderr)
+        print(f"transcribe_seed_and_cookbook: {exc}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
     for recording in recordings:

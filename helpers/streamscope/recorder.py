@@ -1,6 +1,6 @@
 """The recorder: make one real request to a live server and save the exchange as a recording.
 
-``record(path, body, name=...)`` (or ``python -m streamscope record``) sends ``body``
+``record(path, body, name=...)`` (or ``python -m streamscope record``, see ``streamscope.cli``) sends ``body``
 to ``path`` on a live backend (``openai`` or the base URL of any OpenAI-compatible
 server; see ``streamscope.backend``), streams the response, and writes
 ``NAME.json`` in the recording format (``streamscope.recording``).
@@ -18,10 +18,8 @@ occurrence of the API key in the request or response text is replaced by
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,10 +30,10 @@ from urllib.parse import urlsplit
 import httpx2
 
 from . import __version__
-from .backend import BackendError, api_key_for, resolve
+from .backend import api_key_for, resolve
+from .chunks import model_of, sse_payloads
+from .errors import BackendError, RecordError, RecordingError
 from .recording import Event, Recording, api_path
-from .sse import SSEDecoder
-from .timing import model_of
 
 SCRUBBED = "[scrubbed]"
 KEPT_RESPONSE_HEADERS = frozenset(
@@ -58,10 +56,6 @@ _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class RecordError(Exception):
-    """The request could not be made or recorded; the message says why, in one line."""
-
-
 def kept_headers(headers: httpx2.Headers) -> dict[str, str]:
     """The response headers a recording may keep: allowed, and nothing secret-sounding."""
     return {
@@ -72,7 +66,7 @@ def kept_headers(headers: httpx2.Headers) -> dict[str, str]:
 
 
 @dataclass
-class _EventSplitter:
+class EventSplitter:
     """Cuts a byte stream into raw SSE events (each with its blank line) as pieces arrive.
 
     ``sse.SSEDecoder`` turns events into their fields; a recording keeps each event's
@@ -104,15 +98,10 @@ def _event(raw: bytes, arrived: float, api_key: str) -> Event:
 
 def _model_of(events: list[Event]) -> str | None:
     """The model the server says answered: from the first chunk (or Responses event) naming one."""
-    decoder = SSEDecoder()
-    for event in events:
-        for sse in decoder.feed(event.raw.encode()):
-            try:
-                chunk = json.loads(sse.data)
-            except json.JSONDecodeError:
-                continue  # [DONE], or whatever a server sent: the recording keeps it as it came
-            if isinstance(chunk, dict) and (model := model_of(chunk)):
-                return str(model)
+    for _, chunk in sse_payloads(event.raw.encode() for event in events):
+        # [DONE], or whatever else a server sent, names none: the recording keeps it as it came.
+        if isinstance(chunk, dict) and (model := model_of(chunk)):
+            return str(model)
     return None
 
 
@@ -128,7 +117,7 @@ class _Exchange:
 def _exchange(url: str, body: dict[str, Any], api_key: str) -> _Exchange:
     """POST ``body`` and read the answer, timing each SSE event as its last byte arrives."""
     headers = {"authorization": f"Bearer {api_key}", "accept-encoding": "identity"}
-    splitter = _EventSplitter()
+    splitter = EventSplitter()
     events: list[Event] = []
     content = b""
     try:
@@ -161,7 +150,7 @@ def record(
 ) -> Recording:
     """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``."""
     if not _NAME.fullmatch(name):
-        raise ValueError(
+        raise RecordingError(
             f"recording name {name!r}: use letters, digits, '.', '_' and '-' (it is the file's stem)"
         )
     kind, base_url = resolve(backend)
@@ -209,47 +198,3 @@ def record(
     out.mkdir(parents=True, exist_ok=True)
     recording.save(out / f"{name}.json")
     return recording
-
-
-def _body_from(args: argparse.Namespace) -> dict[str, Any]:
-    if args.body is not None and (args.model or args.message):
-        raise ValueError("give either --body or --model with --message, not both")
-    if args.body is None:
-        if not (args.model and args.message):
-            raise ValueError("give --body FILE (or - for stdin), or --model and --message")
-        return {"model": args.model, "messages": [{"role": "user", "content": args.message}], "stream": True}
-    try:
-        text = sys.stdin.read() if args.body == "-" else Path(args.body).read_text(encoding="utf-8")
-        body = json.loads(text)
-    except OSError as exc:
-        raise ValueError(f"cannot read --body {args.body}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--body {args.body} is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValueError(f"--body {args.body} must hold a JSON object")
-    return body
-
-
-def cli_record(args: argparse.Namespace) -> int:
-    """``python -m streamscope record``. Exit 0: saved; 1: saved, but the server answered an error;
-    2: nothing saved (bad input, or the request failed)."""
-    try:
-        rec = record(args.path, _body_from(args), name=args.name, out_dir=args.out, backend=args.backend)
-    except (ValueError, RecordError, OSError) as exc:
-        print(f"streamscope record: {exc}", file=sys.stderr)
-        return 2
-    where = Path(args.out) / f"{rec.name}.json"
-    if rec.streamed:
-        events = rec.events or []
-        what = f"{len(events)} events over {events[-1].t if events else 0:.3f} s"
-    else:
-        what = f"one body after {rec.elapsed:.3f} s"
-    origin = f"{rec.provenance['server']} ({rec.provenance['model']})"
-    print(f"recorded {rec.name}: {what} from {origin}, saved to {where}")
-    if rec.status >= 400:
-        print(
-            f"streamscope record: the server answered HTTP {rec.status}; the recording keeps it",
-            file=sys.stderr,
-        )
-        return 1
-    return 0

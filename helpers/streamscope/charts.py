@@ -1,0 +1,390 @@
+"""Charts of a stream in Jupyter: the live chart while it arrives, and charts of what was measured.
+
+A :class:`LiveChart` shows, while the chunks arrive, the cumulative number of content chunks
+(chunks with non-empty text) against the seconds since the request was sent, the non-streamed
+reply as one step at its total time, the time to first token, and the streamed text growing
+beside the chart. After the stream, :meth:`LiveChart.summary` says the same in one line, for
+readers of a saved notebook (GitHub shows plotly figures blank)::
+
+    preload()  # in the notebook's first cell: the page loads the chart's JavaScript early
+    ...
+    chart = LiveChart(title="Count to 100", baseline_seconds=3.03, baseline_tokens=301, label=...)
+    chart.display()
+    timeline = chart.run(lambda: client.chat.completions.create(..., stream=True))
+    print(chart.summary())
+
+Measuring and drawing are split so that drawing does not distort what is measured: a
+:class:`~streamscope.timing.StreamReader` reads and timestamps the stream (a thread for a sync
+stream, a task for an async one); the chart, in the calling thread (the notebook cell), only draws
+the chunks that arrived since its last redraw, at most ``max_updates_per_s`` times a second, each
+redraw one ``fig.batch_update()`` message. The reply is assembled once, when the stream is over.
+
+:func:`itl_histogram` draws what the measurement found, after the stream. The charts are plotly
+``FigureWidget`` s, so that a saved notebook's outputs hold widget references rather than figures
+whose numbers change from run to run. Live updates go through widget state only, so they never
+pile up as cell outputs (nbval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from typing import Any
+
+import ipywidgets
+import plotly.graph_objects as go
+
+from .assemble import Assembler, AssembleResult, StreamFormatError
+from .timing import StreamReader, Timeline
+
+# A redraw waits for a quiet spell this long in the stream (see StreamReader.wait_for_a_lull).
+LULL_S = 0.002
+
+CSS_CONTAINER = "streamscope-live"
+CSS_CHART = "streamscope-live-chart"
+CSS_TEXT = "streamscope-live-text"
+
+# A fixed chart size: plotly cannot size itself to a flex box's share of the row.
+_CHART_WIDTH_PX, _CHART_HEIGHT_PX = 600, 380
+# Wrap between words (JupyterLab breaks a widget's words anywhere, splitting numbers), and inside a
+# word only when it is longer than the line ("4,5,6,..." has no space to wrap at).
+_TEXT_STYLE = "white-space: pre-wrap; overflow-wrap: anywhere; word-break: normal; margin: 0"
+
+
+# Figures made ahead of need by preload(), taken by the next charts.
+_SPARE_FIGURES: list[go.FigureWidget] = []
+
+
+def preload() -> None:
+    """Send a chart's JavaScript to the page now, so that the next :class:`LiveChart` shows at once.
+
+    Every new FigureWidget carries plotly.js (5 MB) to the page, which evaluates it before it can
+    show the figure: in JupyterLab on a busy 2-core machine a new chart appeared 2-5 s after it
+    was displayed (measured), longer than the seed's whole stream, whose growth was then never
+    seen. Call this in a notebook's first cell: the next LiveChart takes the figure made here,
+    which the page has loaded by the time the chart is displayed (about 0.3 s to appear, measured).
+    """
+    _SPARE_FIGURES.append(go.FigureWidget())
+
+
+class TimelineView:
+    """The widgets of a live chart, drawing a :class:`~streamscope.timing.Timeline` as it grows.
+
+    :meth:`draw` adds the chunks that arrived since the last call: the content chunks to the
+    curve, their text to the text box; the first one also gets the first-token marker. It draws
+    and does nothing else (no assembling, no timing). ``figure`` is the plotly ``FigureWidget``,
+    ``text_widget`` the text beside it, ``status_widget`` a line of text below, ``widget`` the whole.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        baseline_seconds: float | None = None,
+        baseline_tokens: int | None = None,
+        label: str = "",
+    ) -> None:
+        self.chunks = 0  # chunks drawn so far, with content or not
+        self.updates = 0  # redraws done, each one batch_update
+        self._xs: list[float] = []  # arrival offsets of the content chunks
+        self._ys: list[int] = []  # content chunks received so far, at each of them
+        self._pieces: list[str] = []
+
+        self.figure = _SPARE_FIGURES.pop() if _SPARE_FIGURES else go.FigureWidget()
+        self.figure.add_scatter(
+            x=[],
+            y=[],
+            name="streamed: content chunks",
+            mode="lines",  # markers would add an SVG node per chunk to every redraw
+            line_shape="hv",
+        )
+        self.figure.update_layout(
+            title_text=title,
+            xaxis_title="seconds since the request was sent",
+            yaxis_title="content chunks / tokens received",
+            xaxis_rangemode="tozero",
+            yaxis_rangemode="tozero",
+            legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+            margin={"l": 60, "r": 20, "t": 50, "b": 40},
+            width=_CHART_WIDTH_PX,
+            height=_CHART_HEIGHT_PX,
+            # The first-token marker, built hidden: the redraw that shows it sets four values.
+            shapes=[
+                {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "line_dash": "dot", "visible": False}
+            ],
+            annotations=[{"yref": "paper", "y": 1, "showarrow": False, "xanchor": "left", "visible": False}],
+        )
+        if baseline_seconds is not None and baseline_tokens is not None:
+            self.figure.add_scatter(
+                x=[0.0, baseline_seconds],
+                y=[0, baseline_tokens],
+                name="non-streamed: completion tokens",
+                mode="lines",
+                line_shape="hv",
+                line_dash="dash",
+            )
+        elif baseline_seconds is not None:
+            # With no token count for it (none reported), the non-streamed reply is a moment, not a step.
+            self.figure.add_vline(
+                x=baseline_seconds, line_dash="dash", annotation_text="non-streamed: whole reply"
+            )
+        self.figure.add_class(CSS_CHART)
+        self.text_widget = ipywidgets.HTML(
+            layout=ipywidgets.Layout(
+                flex="1 1 240px", max_height=f"{_CHART_HEIGHT_PX}px", overflow="auto", padding="8px"
+            )
+        )
+        self.text_widget.add_class(CSS_TEXT)
+        self.status_widget = ipywidgets.HTML(value=html.escape(label))
+        row = ipywidgets.HBox([self.figure, self.text_widget], layout=ipywidgets.Layout(flex_flow="row wrap"))
+        self.widget = ipywidgets.VBox([row, self.status_widget])
+        self.widget.add_class(CSS_CONTAINER)
+
+    @property
+    def content_chunks(self) -> int:
+        return len(self._xs)
+
+    @property
+    def text(self) -> str:
+        """The streamed text drawn so far."""
+        return "".join(self._pieces)
+
+    def draw(self, new: Timeline) -> None:
+        """Add the chunks of ``new`` (those that arrived since the last call) and redraw, in one message."""
+        if not new.chunks:
+            return
+        first_draw_with_content = not self._xs
+        for offset, piece in zip(new.offsets, new.texts, strict=True):
+            if piece:
+                self._pieces.append(piece)
+                self._xs.append(offset)
+                self._ys.append(len(self._xs))
+        self.chunks += len(new.chunks)
+        with self.figure.batch_update():
+            streamed = self.figure.data[0]
+            streamed.x = self._xs
+            streamed.y = self._ys
+            if first_draw_with_content and self._xs:
+                self._mark_first_token(self._xs[0])
+        self.text_widget.value = f'<pre style="{_TEXT_STYLE}">{html.escape(self.text)}</pre>'
+        self.updates += 1
+
+    def show_status(self, line: str) -> None:
+        self.status_widget.value = html.escape(line)
+
+    def sync_figure_state(self) -> None:
+        """Bring the figure's saved state up to date with the messages it sent.
+
+        A FigureWidget keeps the state it had when it was built; a view opened later (a page
+        reload, a saved notebook's widget state) would show that.
+        """
+        self.figure._widget_data = deepcopy(self.figure._data)
+        self.figure._widget_layout = deepcopy(self.figure._layout)
+
+    def _mark_first_token(self, offset: float) -> None:
+        shape, note = self.figure.layout.shapes[0], self.figure.layout.annotations[0]
+        shape.x0 = shape.x1 = note.x = offset
+        note.text = f"first token {offset:.2f} s"
+        shape.visible = note.visible = True
+
+
+class LiveChart:
+    """A live chart of one streamed request, with its text growing beside it.
+
+    ``baseline_seconds`` and ``baseline_tokens`` describe a non-streamed call of the same request
+    (its elapsed seconds and its ``usage.completion_tokens``), drawn as a step; with only the seconds,
+    as a line at that moment; without them no baseline is drawn.
+    ``label`` says where the stream comes from (a recording's label, or the backend's).
+    ``max_updates_per_s``: every redraw makes the browser re-render the whole plot; at 20 a second
+    a headless Chromium on a busy 2-core machine fell seconds behind the stream, 10 look smooth.
+    """
+
+    def __init__(
+        self,
+        title: str = "Streamed reply",
+        *,
+        baseline_seconds: float | None = None,
+        baseline_tokens: int | None = None,
+        label: str = "",
+        max_updates_per_s: float = 10.0,
+    ) -> None:
+        self.title = title
+        self.label = label
+        self.baseline_seconds = baseline_seconds
+        self.min_update_interval = 1.0 / max_updates_per_s
+        self.result: AssembleResult | None = None  # the assembled reply, once the stream is over
+        self.view = TimelineView(
+            title, baseline_seconds=baseline_seconds, baseline_tokens=baseline_tokens, label=label
+        )
+        self.figure, self.widget = self.view.figure, self.view.widget
+        self.text_widget, self.status_widget = self.view.text_widget, self.view.status_widget
+        self._reader: StreamReader | None = None
+        self._interrupted = False
+        self._finished = False
+        self._not_assembled: str | None = None  # why the chunks could not be assembled
+
+    # --- display -----------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        self.view.sync_figure_state()
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        # The container's own text/plain embeds the figure's repr, random trace uids included:
+        # a fixed text keeps the saved output identical from run to run.
+        bundle["text/plain"] = f"LiveChart({self.title!r})"
+        return bundle
+
+    def display(self) -> None:
+        """Show the chart in the notebook (the same as ending a cell with it)."""
+        from IPython.display import display
+
+        display(self)
+
+    # --- results -----------------------------------------------------------
+
+    @property
+    def timeline(self) -> Timeline | None:
+        """When each chunk arrived (so far), or None before :meth:`run`."""
+        return self._reader.timer.timeline if self._reader is not None else None
+
+    @property
+    def text(self) -> str:
+        """The streamed text drawn so far."""
+        return self.view.text
+
+    @property
+    def updates(self) -> int:
+        """Redraws done, each one ``batch_update``."""
+        return self.view.updates
+
+    @property
+    def complete(self) -> bool:
+        """True once the stream has arrived in full: no error, not interrupted, assembled complete."""
+        return self._finished and self._incomplete_reason() is None
+
+    def _incomplete_reason(self) -> str | None:
+        error = self._reader.error if self._reader is not None else None
+        if error is not None:
+            message = " ".join(str(error).split())
+            return f"{type(error).__name__}: {message}" if message else type(error).__name__
+        if self._interrupted:
+            return "interrupted"
+        if self._not_assembled is not None:
+            return f"not assembled ({self._not_assembled})"
+        if self.result is not None and not self.result.complete:
+            return self.result.reason
+        return None
+
+    def summary(self) -> str:
+        """The chart's final state in one line of text, to print below it."""
+        if self._reader is None:
+            return f"{self.title}: not run yet"
+        if not self._finished:
+            return f"{self.title}: still streaming"
+        metrics = self._reader.timer.timeline.metrics()
+        parts = [f"{self.view.chunks} chunks ({self.view.content_chunks} with content)"]
+        if metrics.e2el is not None:
+            parts[0] += f" in {metrics.e2el:.2f} s"
+        if metrics.ttft is None:
+            parts.append("no content received")
+        else:
+            first = f"first token at {metrics.ttft:.2f} s (streamed)"
+            if self.baseline_seconds is not None:
+                first += f" vs whole reply at {self.baseline_seconds:.2f} s (non-streamed)"
+            parts.append(first)
+        reason = self._incomplete_reason()
+        if reason is not None:
+            parts.append(f"INCOMPLETE: {reason}")
+        text = "; ".join(parts)
+        return f"{text} [{self.label}]" if self.label else text
+
+    # --- running -----------------------------------------------------------
+
+    def run(self, factory: Callable[[], Any]) -> Timeline:
+        """Create the stream with ``factory`` in a reader thread and chart it until it ends.
+
+        The clock starts in the reader right before ``factory()`` is called, so the time to the
+        first chunk includes sending the request. An error in the stream (broken connection, API
+        error) is re-raised here once the chart shows everything that arrived before it.
+        """
+        reader = self._begin().start(factory)
+        try:
+            while not reader.wait(self.min_update_interval):
+                reader.wait_for_a_lull(LULL_S, self.min_update_interval)
+                self.update()
+        except KeyboardInterrupt:
+            # The reader closes the stream at its next chunk; the chart keeps what arrived.
+            reader.stop()
+            self._interrupted = True
+            self._finish()
+            raise
+        reader.join()
+        return self._end()
+
+    async def run_async(self, factory: Callable[[], Any]) -> Timeline:
+        """Like :meth:`run`, for an async stream (``AsyncOpenAI``), read by a task on this loop.
+
+        The reader and the redraws share the event loop, so a chunk that arrives during a redraw
+        is timestamped after it; redraws are short and at most ``max_updates_per_s`` a second.
+        """
+        reading = asyncio.ensure_future(self._begin().read_async(factory))
+        try:
+            while not reading.done():
+                await asyncio.wait({reading}, timeout=self.min_update_interval)
+                self.update()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            reading.cancel()
+            self._interrupted = True
+            self._finish()
+            raise
+        return self._end()
+
+    def update(self) -> None:
+        """Draw the chunks that arrived since the last update (``run`` calls this while it waits)."""
+        if self._reader is not None:
+            self.view.draw(self._reader.since(self.view.chunks))
+
+    def _begin(self) -> StreamReader:
+        if self._reader is not None:
+            raise RuntimeError("a LiveChart charts one stream; create a new LiveChart for another")
+        self._reader = StreamReader()
+        return self._reader
+
+    def _end(self) -> Timeline:
+        self._finish()
+        assert self._reader is not None
+        if self._reader.error is not None:
+            raise self._reader.error
+        return self._reader.timer.timeline
+
+    def _finish(self) -> None:
+        self.update()
+        self._assemble()
+        self._finished = True
+        self.view.show_status(self.summary())
+        self.view.sync_figure_state()
+
+    def _assemble(self) -> None:
+        assembler = Assembler()
+        try:
+            for chunk in self._reader.timer.since(0).chunks:
+                assembler.feed(chunk)
+        except StreamFormatError as exc:  # charted anyway; the summary says it was not assembled
+            self._not_assembled = str(exc)
+        self.result = assembler.result()
+
+
+def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -> go.FigureWidget:
+    """A histogram of inter-token (inter-chunk) latencies, in milliseconds, 1 ms bins."""
+    return go.FigureWidget(
+        data=[go.Histogram(x=[gap * 1000 for gap in itl], xbins={"size": 1}, name="gaps")],
+        layout=go.Layout(
+            title_text=title,
+            xaxis_title="gap before the chunk (ms)",
+            yaxis_title="chunks",
+            yaxis_type="log",
+            height=320,
+            margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        ),
+    )

@@ -1,0 +1,155 @@
+"""What a chunk of a stream says: its text, whether it is output, its usage and model.
+
+A chunk arrives as parsed JSON (a dict) or as the openai SDK's pydantic object
+(``ChatCompletionChunk``, ``Completion``, a Responses event); the functions here read
+both alike, and nothing here imports pydantic or openai. Three kinds of stream:
+
+- chat: ``choices[i].delta.content`` is the text; usage rides on the ``include_usage`` chunk;
+- legacy completions: ``choices[i].text`` is the text;
+- Responses: typed events; the text is the ``delta`` of ``response.output_text.delta``,
+  and the terminal event (``response.completed`` / ``.incomplete``) carries the usage.
+
+:func:`sse_payloads` turns an SSE response body into those chunks: the one path from raw
+SSE to JSON, used by the assembler, the timeline of a recording and the recorder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .sse import SSEDecoder
+
+DONE = "[DONE]"
+"""The data of the event that ends a chat or completions stream."""
+
+# Responses events about the response as a whole rather than its output.
+RESPONSE_STARTED_EVENTS = frozenset({"response.created", "response.in_progress", "response.queued"})
+RESPONSE_TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+RESPONSE_LIFECYCLE_EVENTS = RESPONSE_STARTED_EVENTS | RESPONSE_TERMINAL_EVENTS | {"error"}
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def field(obj: Any, name: str) -> Any:
+    """One field of a dict or an object (None when it is absent, or ``obj`` is None)."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def fields(obj: Any) -> dict[str, Any]:
+    """The fields of a JSON object or of a pydantic model, as a dict (a dict is returned as is).
+
+    A model costs no ``model_dump``: pydantic keeps its declared fields in ``__dict__`` and
+    the ones it did not declare (``obfuscation``, Azure's filter results, ...) in
+    ``__pydantic_extra__``.
+    """
+    if type(obj) is dict:
+        return obj
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**obj.__dict__, **extra} if extra else obj.__dict__
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON data: models are dumped as the API sent them; JSON data is returned as is."""
+    if isinstance(value, _SCALARS) or type(value) is dict:
+        return value
+    if type(value) is list:
+        if all(isinstance(v, _SCALARS) or type(v) is dict for v in value):
+            return value
+        return [plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if dump is None:
+        raise TypeError(f"not a JSON value or a pydantic model: {type(value).__name__}")
+    return dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def text_and_output(chunk: Any) -> tuple[str, bool]:
+    """The chunk's generated text (over all choices), and whether it belongs to the output at all.
+
+    "Output" is what vLLM's client times: a chat/completions chunk with non-empty
+    ``choices`` (a role-only or finish-only chunk counts; Azure's first ``choices: []``
+    chunk and the ``include_usage`` chunk do not), or a Responses event that is not about
+    the response's lifecycle.
+    """
+    event_type = field(chunk, "type")
+    if isinstance(event_type, str):
+        text = field(chunk, "delta") if event_type == "response.output_text.delta" else None
+        return (text if isinstance(text, str) else ""), event_type not in RESPONSE_LIFECYCLE_EVENTS
+    choices = field(chunk, "choices") or []
+    pieces = []
+    for choice in choices:
+        delta = field(choice, "delta")
+        piece = field(delta, "content") if delta is not None else field(choice, "text")
+        if isinstance(piece, str):
+            pieces.append(piece)
+    return "".join(pieces), bool(choices)
+
+
+def usage_output_tokens(chunk: Any) -> int | None:
+    """The output tokens the chunk's usage reports (``include_usage`` chunk, Responses terminal event)."""
+    usage = field(chunk, "usage")
+    if usage is not None:
+        return field(usage, "completion_tokens")
+    if field(chunk, "type") in ("response.completed", "response.incomplete"):
+        usage = field(field(chunk, "response"), "usage")
+        return field(usage, "output_tokens") if usage is not None else None
+    return None
+
+
+def model_of(chunk: Any) -> str | None:
+    """The model a chunk (or Responses event) says answered, if it names one."""
+    model = field(chunk, "model")
+    if model is None and isinstance(field(chunk, "type"), str):
+        model = field(field(chunk, "response"), "model")
+    return model or None
+
+
+class NotJSON:
+    """The data of an SSE event that is neither JSON nor ``[DONE]``, as it came."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"NotJSON({self.data!r})"
+
+
+def sse_payloads(pieces: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
+    """Each data event of an SSE body, parsed: ``(piece, payload)``, in order.
+
+    ``pieces`` are the body's bytes as they arrived (one piece is fine). ``piece`` is the
+    index of the piece whose bytes completed the event; an event the body ended inside
+    (no blank line after it) comes last, with ``piece`` -1 (the last piece).
+    ``payload`` is the event's JSON value, :data:`DONE`, or :class:`NotJSON`; events with
+    blank data are skipped. An ``event: error`` whose object is not already an error
+    (no ``type``, no ``error``) becomes ``{"error": object}``, as a chat stream sends it.
+    """
+    decoder = SSEDecoder()
+    loads = json.loads
+    for index, piece in enumerate(pieces):
+        yield from _parsed(decoder.feed(piece), index, loads)
+    yield from _parsed(decoder.close(), -1, loads)
+
+
+def _parsed(events: list[Any], index: int, loads: Any) -> Iterator[tuple[int, Any]]:
+    for sse in events:
+        data = sse.data
+        if data[:1] != "{":  # not the usual JSON object: [DONE], a blank event, or not JSON
+            if not data.strip():
+                continue
+            if data.startswith(DONE):
+                yield index, DONE
+                continue
+        try:
+            payload = loads(data)
+        except ValueError:
+            yield index, NotJSON(data)
+            continue
+        if sse.event == "error" and type(payload) is dict and not ("type" in payload or "error" in payload):
+            payload = {"error": payload}
+        yield index, payload

@@ -1,0 +1,41 @@
+"""The exceptions streamscope raises on purpose, all rooted in :class:`StreamscopeError`.
+
+Each says in its message what went wrong and what to do about it, in one line, so that
+the command line can print it as it is. ``except StreamscopeError`` catches them all;
+the classes that reject a bad value are also ``ValueError`` s.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .assemble import AssembleResult
+
+
+class StreamscopeError(Exception):
+    """Something streamscope was asked to do cannot be done; the message says why."""
+
+
+class BackendError(StreamscopeError, ValueError):
+    """A backend setting (the backend, its API key, the replay speed) cannot be used as it is."""
+
+
+class RecordingError(StreamscopeError, ValueError):
+    """A recording is missing, unreadable, not in the recording format, or not what was asked for."""
+
+
+class RecordError(StreamscopeError):
+    """A live request could not be made or recorded."""
+
+
+class StreamFormatError(StreamscopeError, ValueError):
+    """The input is not a stream of OpenAI events. ``partial`` holds what was assembled before it."""
+
+    def __init__(self, message: str, partial: AssembleResult | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class TokenizerUnavailable(StreamscopeError, LookupError):
+    """No tiktoken encoding can be loaded for this model or name without a download."""

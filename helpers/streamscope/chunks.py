@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from .sse import SSEDecoder
+from .sse import ServerSentEvent, SSEDecoder
 
 DONE = "[DONE]"
 """The data of the event that ends a chat or completions stream."""
@@ -119,37 +119,39 @@ class NotJSON:
         return f"NotJSON({self.data!r})"
 
 
-def sse_payloads(pieces: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
-    """Each data event of an SSE body, parsed: ``(piece, payload)``, in order.
+def sse_payloads(pieces: Iterable[bytes]) -> Iterator[tuple[int, list[Any]]]:
+    """The data events of an SSE body, parsed, read by read: ``(piece, payloads)``.
 
-    ``pieces`` are the body's bytes as they arrived (one piece is fine). ``piece`` is the
-    index of the piece whose bytes completed the event; an event the body ended inside
-    (no blank line after it) comes last, with ``piece`` -1 (the last piece).
-    ``payload`` is the event's JSON value, :data:`DONE`, or :class:`NotJSON`; events with
-    blank data are skipped. An ``event: error`` whose object is not already an error
-    (no ``type``, no ``error``) becomes ``{"error": object}``, as a chat stream sends it.
+    ``pieces`` are the body's bytes as they arrived (one piece is fine); each comes out as its
+    index and the payloads of the events its bytes completed. Last comes index -1 with the
+    event the body ended inside (no blank line after it), if any. A payload is the event's
+    JSON value, :data:`DONE`, or :class:`NotJSON`; events with blank data are skipped. An
+    ``event: error`` whose object is not already an error (no ``type``, no ``error``)
+    becomes ``{"error": object}``, as a chat stream sends it.
     """
     decoder = SSEDecoder()
-    loads = json.loads
     for index, piece in enumerate(pieces):
-        yield from _parsed(decoder.feed(piece), index, loads)
-    yield from _parsed(decoder.close(), -1, loads)
+        yield index, _parsed(decoder.feed(piece))
+    yield -1, _parsed(decoder.close())
 
 
-def _parsed(events: list[Any], index: int, loads: Any) -> Iterator[tuple[int, Any]]:
+def _parsed(events: list[ServerSentEvent]) -> list[Any]:
+    payloads: list[Any] = []
+    append, loads = payloads.append, json.loads
     for sse in events:
         data = sse.data
         if data[:1] != "{":  # not the usual JSON object: [DONE], a blank event, or not JSON
             if not data.strip():
                 continue
             if data.startswith(DONE):
-                yield index, DONE
+                append(DONE)
                 continue
         try:
             payload = loads(data)
         except ValueError:
-            yield index, NotJSON(data)
+            append(NotJSON(data))
             continue
-        if sse.event == "error" and type(payload) is dict and not ("type" in payload or "error" in payload):
-            payload = {"error": payload}
-        yield index, payload
+        if sse.event == "error" and type(payload) is dict and "type" not in payload:
+            payload = payload if "error" in payload else {"error": payload}
+        append(payload)
+    return payloads

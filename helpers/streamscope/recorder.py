@@ -98,10 +98,11 @@ def _event(raw: bytes, arrived: float, api_key: str) -> Event:
 
 def _model_of(events: list[Event]) -> str | None:
     """The model the server says answered: from the first chunk (or Responses event) naming one."""
-    for _, chunk in sse_payloads(event.raw.encode() for event in events):
-        # [DONE], or whatever else a server sent, names none: the recording keeps it as it came.
-        if isinstance(chunk, dict) and (model := model_of(chunk)):
-            return str(model)
+    for _, chunks in sse_payloads(event.raw.encode() for event in events):
+        for chunk in chunks:
+            # [DONE], or whatever else a server sent, names none: the recording keeps it as it came.
+            if isinstance(chunk, dict) and (model := model_of(chunk)):
+                return str(model)
     return None
 
 

@@ -177,17 +177,18 @@ class Timeline:
             raise RecordingError(f"recording {recording.name} is not a streamed response")
         offsets: list[float] = []
         chunks: list[Any] = []
-        for index, payload in sse_payloads(event.raw.encode() for event in events):
+        for index, payloads in sse_payloads(event.raw.encode() for event in events):
             t = events[index].t  # index -1: a last event the recording cut short
-            if payload is DONE:
-                continue
-            if type(payload) is NotJSON:
-                raise RecordingError(
-                    f"recording {recording.name}: event {index % len(events)} (t={t}) has data that is not "
-                    f"JSON: {payload.data[:60]!r}"
-                )
-            chunks.append(payload)
-            offsets.append(t)
+            for payload in payloads:
+                if payload is DONE:
+                    continue
+                if type(payload) is NotJSON:
+                    raise RecordingError(
+                        f"recording {recording.name}: event {index % len(events)} (t={t}) has data that "
+                        f"is not JSON: {payload.data[:60]!r}"
+                    )
+                chunks.append(payload)
+                offsets.append(t)
         return cls(offsets, chunks, end=events[-1].t if events else None)
 
 

@@ -23,24 +23,25 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
     feed = assembler.feed
     seen = 0
     cut = False
-    for piece, payload in sse_payloads(pieces):
-        seen += 1
-        try:
-            if type(payload) is dict:
-                try:
-                    feed(payload)
-                except StreamFormatError as exc:
-                    raise StreamFormatError(f"event {seen}: {exc}", assembler.result()) from None
-            elif payload is DONE:
-                feed(DONE)
-            else:
-                raise _not_an_object(payload, seen, assembler)
-        except StreamFormatError:
-            # The stream stopped inside its last event (piece -1); before any whole event, only
-            # the start of a JSON object says that this was an event stream at all.
-            if piece >= 0 or (seen == 1 and not _opens_an_object(payload)):
-                raise
-            cut = True
+    for piece, payloads in sse_payloads(pieces):
+        for payload in payloads:
+            seen += 1
+            try:
+                if type(payload) is dict:
+                    try:
+                        feed(payload)
+                    except StreamFormatError as exc:
+                        raise StreamFormatError(f"event {seen}: {exc}", assembler.result()) from None
+                elif payload is DONE:
+                    feed(DONE)
+                else:
+                    raise _not_an_object(payload, seen, assembler)
+            except StreamFormatError:
+                # The stream stopped inside its last event (piece -1); before any whole event, only
+                # the start of a JSON object says that this was an event stream at all.
+                if piece >= 0 or (seen == 1 and not _opens_an_object(payload)):
+                    raise
+                cut = True
     if not seen:
         raise StreamFormatError("no SSE data events in the input")
     result = assembler.result()

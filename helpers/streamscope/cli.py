@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default=None, help="shorthand: user message for a chat request")
     p.add_argument("--name", required=True, help="recording name (the file's stem)")
     p.add_argument("--out", default=".", help="folder to write NAME.json into (default: .)")
+    p.add_argument("--force", action="store_true", help="replace NAME.json if it exists")
     p.set_defaults(func=_record)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")

@@ -150,3 +150,24 @@ def test_a_chunked_stream_that_breaks_keeps_what_arrived_and_replays_broken(
             for c in client.chat.completions.create(**saved.request["body"]):
                 contents.append(c.choices[0].delta.content)
         assert contents == ["", "1"]
+
+
+def test_a_body_that_breaks_off_is_kept_as_text_and_replayed_broken(key: str, tmp_path: Path) -> None:
+    partial = b'{"id": "chatcmpl-x", "object": "chat.completion", "choices": [{"ind'
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n"
+    server = OneShotServer(head + partial)
+    assert record(server.base_url, tmp_path) == 3
+    saved = Recording.load(tmp_path / "mine.json")
+    assert (saved.body, saved.streamed) == (partial.decode(), False)
+    assert saved.incomplete is not None
+    assert saved.incomplete.dropped
+    with ReplayServer(speed=0, recordings=tmp_path) as replay:
+        received = b""
+        url = replay.base_url + "/chat/completions"
+        with (
+            httpx2.stream("POST", url, json=saved.request["body"]) as r,
+            pytest.raises(httpx2.RemoteProtocolError),
+        ):
+            for piece in r.iter_raw():
+                received += piece
+    assert received == partial

@@ -468,10 +468,9 @@ async def _sent_events(
     """The recording's events as ``_paced_events`` sends them, with the fault asked for, noted in ``line``."""
     ends = list(itertools.accumulate(map(len, entry.payloads)))
     last = len(entry.payloads)
-    if fault is not None:
-        last = min(last, fault.cut_after if fault.cut_after is not None else fault.error_after or last)
-        if fault.error_after == 0:
-            last = 0
+    ends_at = None if fault is None else fault.cut_after if fault.cut_after is not None else fault.error_after
+    if ends_at is not None:
+        last = min(last, ends_at)
     parts = [(0, last, 0.0)]
     if fault is not None and fault.stall_s and fault.stall_after < last:
         parts = [(0, fault.stall_after, 0.0), (fault.stall_after, last, fault.stall_s)]
@@ -488,7 +487,9 @@ async def _sent_events(
                 line.last_write_s = loop.time() - start
         incomplete = entry.recording.incomplete
         if fault is not None and fault.error_after is not None:
-            yield _fault_event(entry.recording.path, last)
+            error = _fault_event(entry.recording.path, last)
+            yield error
+            line.bytes_sent += len(error)
             line.state = "error sent (fault)"
         elif fault is not None and fault.cut_after is not None:
             await _drop(transport)
@@ -614,6 +615,8 @@ def create_app(
         if entry is None:
             return _unknown_request(index, path, body)
         rec = stats.last_served = entry.recording
+        if fault is not None and not rec.streamed:
+            return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
         line = _Sent(
             request=next(stats.requests),
             recording=rec.name,
@@ -624,15 +627,9 @@ def create_app(
         stats.sent.append(line)
         headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}
         if rec.streamed or rec.incomplete is not None:
-            if fault is not None and not rec.streamed:
-                line.state = "refused: faults apply to streams"
-                return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
             events = _sent_events(entry, start, pace, stats, line, fault, request.scope.get(TRANSPORT_KEY))
             media_type = "text/event-stream" if rec.streamed else None
             return StreamingResponse(events, status_code=rec.status, headers=headers, media_type=media_type)
-        if fault is not None:
-            line.state = "refused: faults apply to streams"
-            return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
         if pace and rec.elapsed:
             await _sleep_until(start + rec.elapsed / pace)
         response = JSONResponse(rec.body, status_code=rec.status, headers=headers)

@@ -85,7 +85,6 @@ def test_a_huge_prompt_is_not_echoed_back(server: ReplayServer) -> None:
     ("content", "fragment"),
     [
         (b"[" * 100_000 + b"]" * 100_000, "nested"),
-        (b'{"model": ' + b"[" * 900 + b"1" + b"]" * 900 + b"}", "nested"),
         (b'{"model": ' + b"7" * 5000 + b"}", "digits"),
         (b'{"\\ud800": 1}', "surrogate"),
         (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "\\udfff"}]}', "surrogate"),
@@ -101,6 +100,16 @@ def test_every_parse_failure_is_an_openai_shaped_400(
     response = post(server, content)
     assert response.status_code == 400, response.text[:200]
     assert fragment in error_of(response)["message"]
+
+
+@pytest.mark.parametrize("depth", [200, 900, 990])
+def test_a_body_nested_deep_but_readable_gets_an_openai_shaped_answer(
+    server: ReplayServer, depth: int
+) -> None:
+    # Python's JSON reader goes about 1000 levels deep; what it reads may still be too deep to compare.
+    response = post(server, b'{"model": ' + b"[" * depth + b"1" + b"]" * depth + b', "messages": []}')
+    assert response.status_code in (400, 404)
+    error_of(response)
 
 
 def test_a_malformed_http_request_gets_an_openai_shaped_400(server: ReplayServer) -> None:

@@ -45,6 +45,7 @@ import ipaddress
 import itertools
 import json
 import math
+import re
 import reprlib
 import selectors
 import socket
@@ -85,7 +86,6 @@ REQUEST_ID_HEADER = "x-streamscope-request"  # on every answer from a recording:
 ARRIVAL_KEY = "streamscope.arrival"  # in the ASGI scope: loop.time() when the request arrived
 TRANSPORT_KEY = "streamscope.transport"  # in the ASGI scope: the connection's asyncio transport
 MAX_BODY_BYTES = 4 * 1024 * 1024
-MAX_NESTING = 100  # JSON containers inside one another in a request body
 REQUEST_TIMEOUT_S = 10.0  # from a request's first byte to its whole head, and from its head to its whole body
 SENT_LOG_LENGTH = 1000
 
@@ -252,13 +252,13 @@ _MISSING = object()
 def _prompt_excerpt(body: dict[str, Any], words: int = 8) -> str:
     """The first words of what the request asks, from messages, prompt or input."""
     asked: Any = body.get("messages") or body.get("prompt") or body.get("input")
-    if isinstance(asked, list) and asked:
-        user_turns = [m for m in asked if isinstance(m, dict) and m.get("role") == "user"]
-        asked = (user_turns or asked)[-1]
+    if isinstance(asked, list) and asked:  # the last user turn (among the last few: a body can hold millions)
+        user_turns = (m for m in reversed(asked[-20:]) if isinstance(m, dict) and m.get("role") == "user")
+        asked = next(user_turns, asked[-1])
     if isinstance(asked, dict):
         asked = asked.get("content", "")
     if isinstance(asked, list):  # content parts
-        asked = " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in asked)
+        asked = " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in asked[:20])
     text = " ".join(str(asked or "").split())
     head = " ".join(text.split(" ")[:words])
     return head + (" ..." if len(head) < len(text) else "")
@@ -541,13 +541,17 @@ async def _read_body(request: Request, deadline: float) -> bytes | Response:
     return bytes(body)
 
 
+# Only a \\u escape in the range D800-DFFF can put a lone surrogate into a body that decodes as UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _parse_body(raw: bytes, path: str) -> dict[str, Any] | Response:
     """The request's JSON object, or the 400 that says why it is not one."""
     said = f"The body of POST {path}"
     try:
         body = json.loads(raw)
     except RecursionError:
-        return _error(400, f"{said} is nested too deeply (the limit is {MAX_NESTING} levels).")
+        return _error(400, f"{said} is nested too deeply.")
     except UnicodeDecodeError as exc:
         return _error(400, f"{said} is not UTF-8 text ({exc.reason} at byte {exc.start}).")
     except json.JSONDecodeError as exc:
@@ -557,22 +561,12 @@ def _parse_body(raw: bytes, path: str) -> dict[str, Any] | Response:
         return _error(400, f"{said} holds an integer of more than {digits} digits.")
     if not isinstance(body, dict):
         return _error(400, f"{said} must be a JSON object, got {type(body).__name__}.")
-    level, depth = list(body.values()), 1
-    while level:
-        depth += 1
-        if depth > MAX_NESTING:
-            return _error(400, f"{said} is nested too deeply (the limit is {MAX_NESTING} levels).")
-        level = [
-            child
-            for value in level
-            if isinstance(value, dict | list)
-            for child in (value.values() if isinstance(value, dict) else value)
-        ]
-    try:
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        surrogate = exc.object[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
-        return _error(400, f"{said} holds a lone surrogate ({surrogate}): it is not Unicode text.")
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            surrogate = exc.object[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+            return _error(400, f"{said} holds a lone surrogate ({surrogate}): it is not Unicode text.")
     return body
 
 
@@ -611,9 +605,12 @@ def create_app(
             fault = Fault.parse(request.headers[FAULT_HEADER]) if FAULT_HEADER in request.headers else None
         except ValueError as exc:
             return _error(400, f"Header {FAULT_HEADER}: {exc}. {(Fault.__doc__ or '').split(chr(10))[0]}")
-        entry = index.find(path, body)
-        if entry is None:
-            return _unknown_request(index, path, body)
+        try:
+            entry = index.find(path, body)
+            if entry is None:
+                return _unknown_request(index, path, body)
+        except RecursionError:  # read, but too deep to compare or quote
+            return _error(400, f"The body of POST {path} is nested too deeply.")
         rec = stats.last_served = entry.recording
         if fault is not None and not rec.streamed:
             return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -237,6 +238,20 @@ def test_list_and_serve_report_bad_recording_files(tmp_path: Path) -> None:
     assert "half-written.json" in listed.stderr
     assert "test-count-to-5-copy.json" in listed.stderr
     assert "Traceback" not in listed.stderr
+    command = [sys.executable, "-m", "streamscope", "serve", "--speed", "0", "--recordings", str(folder)]
+    serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        line = serve.stdout.readline()
+        assert "1 recordings, 2 files skipped" in line
+        base_url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        assert httpx2.post(base_url + CHAT, json=CHAT_BODY).status_code == 200
+        serve.send_signal(signal.SIGINT)
+        _, err = serve.communicate(timeout=20)
+    finally:
+        serve.kill()
+    assert err.count("half-written.json") == 1
+    assert err.count("test-count-to-5-copy.json") == 1
 
 
 # --- fuzz ------------------------------------------------------------------------------------

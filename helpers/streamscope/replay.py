@@ -32,6 +32,43 @@ connections (see ``_bind``). uvicorn's httptools protocol measured no better her
 Errors (unknown request, malformed JSON, wrong path or method) come back as
 OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``, whose
 message says what was asked and how to list the recordings or go live.
+
+Hostile input. The server runs inside the notebook kernel (``streamscope.client()``),
+so any program on the machine, or a web page in the user's browser, must not be able
+to knock it over:
+
+- a body over ``MAX_BODY_BYTES`` (4 MiB) is a 413, read to its end and dropped piece by
+  piece (memory stays flat; the client, still sending, reads the 413); a request whose
+  head does not arrive within ``request_timeout`` (10 s) of its first byte, or whose
+  body does not follow within as long, is a 408 and the connection closes;
+- every body that is not a JSON object is a 400 saying why (not JSON, not UTF-8,
+  nested too deeply, an integer over Python's 4300 digits, a lone surrogate);
+  malformed HTTP is a 400 in the same shape; an error message quotes at most 80
+  characters of anything the client sent and stays under 2000;
+- only ``content-type: application/json`` (415 otherwise: a page can POST
+  ``text/plain`` without asking the browser's permission), and only ``Host`` values
+  that name a loopback address or the address the request came in on (421 otherwise:
+  DNS rebinding);
+- a recording file that cannot be used (half-written, or with the name of, or
+  answering the same request as, another file) is skipped and reported once on
+  stderr, at start and when it appears; the others are answered as usual, and a 404
+  mentions the skipped files.
+
+Faults on request, for teaching what a client must survive: the header
+``x-streamscope-fault`` (see ``Fault``) cuts a streamed reply after event N
+(``cut-after=N``: the connection drops, no last chunk, no ``[DONE]``), sends an error
+event after event N (``error-after=N``), or stalls S seconds after event N
+(``stall=S, stall-after=N``). A recording marked ``incomplete`` (the recorder keeps
+streams that ended early) is replayed as it ended: if its connection broke, the
+replay breaks it at the same point.
+
+The sent log: every answer from a recording carries ``x-streamscope-request: ID`` and
+has a line in ``GET /streamscope/sent`` (or ``ReplayServer.sent``): the recording,
+the fault asked for, events and bytes written so far, when the last write went out,
+and how it ended (``complete``, ``client disconnected``, ``cut (fault)``, ``error sent
+(fault)``, ``dropped as recorded``). A client that stops reading and closes the stream
+shows up as ``client disconnected`` with fewer events sent than recorded: the server
+stopped sending.
 """
 
 from __future__ import annotations
@@ -913,10 +950,10 @@ def serve_forever(
             file=sys.stderr,
             flush=True,
         )
-    count = len(server.index.entries())
+    count, skipped = len(server.index.entries()), len(server.index.problems)
     print(
         f"streamscope replay server listening on {server.base_url} ({count} recordings, "
-        f"speed {server.speed:g}); Ctrl-C to stop",
+        f"{f'{skipped} files skipped, ' if skipped else ''}speed {server.speed:g}); Ctrl-C to stop",
         flush=True,
     )
     uvicorn_server = server._uvicorn()

@@ -20,6 +20,7 @@ from streamscope.cli import main
 from streamscope.recording import Recording
 from streamscope.replay import ReplayServer
 from test_replay import CHAT_BODY, PROMPT, synthetic_chat_recording
+from test_replay_faults import raw_until_broken
 
 CANARY = "sk-canary-0d6c2b9e41a7f358"
 SHORTHAND = ["--model", "gpt-test", "--message", PROMPT]
@@ -117,8 +118,8 @@ def test_a_close_delimited_stream_cut_early_is_kept_marked_and_replayed_as_it_en
     assert saved.incomplete is not None
     assert not saved.incomplete.dropped
     with ReplayServer(speed=0, recordings=tmp_path) as replay:
-        replayed = httpx2.post(replay.base_url + "/chat/completions", json=saved.request["body"])
-    assert replayed.content == b"".join(FIVE_EVENTS[:2])
+        received, broke = raw_until_broken(replay, saved.request["body"])
+    assert (received, broke) == (b"".join(FIVE_EVENTS[:2]), None)
 
 
 def test_a_chunked_stream_that_breaks_keeps_what_arrived_and_replays_broken(
@@ -135,15 +136,9 @@ def test_a_chunked_stream_that_breaks_keeps_what_arrived_and_replays_broken(
     assert saved.incomplete is not None
     assert saved.incomplete.dropped
     with ReplayServer(speed=0, recordings=tmp_path) as replay:
-        received = b""
-        url = replay.base_url + "/chat/completions"
-        with (
-            httpx2.stream("POST", url, json=saved.request["body"]) as r,
-            pytest.raises(httpx2.RemoteProtocolError),
-        ):
-            for piece in r.iter_raw():
-                received += piece
+        received, broke = raw_until_broken(replay, saved.request["body"])
         assert received == saved.sse_bytes()
+        assert isinstance(broke, httpx2.RemoteProtocolError)
         client = openai.OpenAI(base_url=replay.base_url, api_key="test", max_retries=0)
         contents = []
         with pytest.raises(openai.APIConnectionError):
@@ -162,12 +157,6 @@ def test_a_body_that_breaks_off_is_kept_as_text_and_replayed_broken(key: str, tm
     assert saved.incomplete is not None
     assert saved.incomplete.dropped
     with ReplayServer(speed=0, recordings=tmp_path) as replay:
-        received = b""
-        url = replay.base_url + "/chat/completions"
-        with (
-            httpx2.stream("POST", url, json=saved.request["body"]) as r,
-            pytest.raises(httpx2.RemoteProtocolError),
-        ):
-            for piece in r.iter_raw():
-                received += piece
+        received, broke = raw_until_broken(replay, saved.request["body"])
     assert received == partial
+    assert isinstance(broke, httpx2.RemoteProtocolError)

@@ -20,19 +20,16 @@ import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamscope.replay import ReplayServer
+from streamscope.replay import ENDPOINTS, SENT_LOG_PATH, ReplayServer
 from test_replay import CHAT_BODY, synthetic_chat_recording, synthetic_completion_recording
 
 CHAT = "/chat/completions"
 MiB = 1024 * 1024
-ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/responses"]
 
 
 @pytest.fixture(scope="module")
 def server():
-    with ReplayServer(
-        speed=0, recordings=[synthetic_chat_recording(), synthetic_completion_recording()]
-    ) as srv:
+    with ReplayServer(speed=0, recordings=[synthetic_chat_recording()]) as srv:
         yield srv
 
 
@@ -270,7 +267,7 @@ bodies = st.one_of(
         {"model": json_values, "messages": json_values}, optional={"stream": json_values}
     ).map(lambda v: json.dumps(v).encode()),
 )
-paths = st.sampled_from([*ENDPOINTS, "/streamscope/sent", "/v1/models", "/"]) | st.text(
+paths = st.sampled_from([*ENDPOINTS, SENT_LOG_PATH, "/v1/models", "/"]) | st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#?%"), max_size=30
 ).map(lambda p: "/" + p)
 tokens = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20)

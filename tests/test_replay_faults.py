@@ -7,6 +7,7 @@ SDK's read timeout firing (the stall is a hundred times longer than the timeout)
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx2
@@ -176,3 +177,23 @@ def test_the_sent_log_shows_the_server_stops_when_the_client_cancels() -> None:
     assert line["bytes_sent"] == len((rec.events or [])[0].raw) + len((rec.events or [])[1].raw)
     assert line["recording"] == rec.name
     assert line["path"] == "/v1/chat/completions"
+
+
+def test_a_pipelined_request_is_cut_where_asked_too(server: ReplayServer) -> None:
+    body = json.dumps(CHAT_BODY).encode()
+
+    def request(*headers: str) -> bytes:
+        head = [f"POST /v1{CHAT} HTTP/1.1", "host: 127.0.0.1", "content-type: application/json"]
+        head += [f"content-length: {len(body)}", *headers]
+        return "\r\n".join(head).encode() + b"\r\n\r\n" + body
+
+    rec = synthetic_chat_recording()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request() + request(f"{FAULT_HEADER}: cut-after=2"))  # both at once
+        received = b""
+        while piece := sock.recv(65536):
+            received += piece
+    first, second = received.split(b"HTTP/1.1 200 OK")[1:]
+    assert first.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    assert rec.events is not None
+    assert second.endswith(rec.events[1].raw.encode() + b"\r\n")  # the second event, then nothing

@@ -761,11 +761,15 @@ class _ReplayProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        arrived = self.loop.time()
-        previous = self.cycle
-        if self._head_timer is None and (previous is None or previous.response_complete):
+        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
             self._head_timer = self.loop.call_later(self._request_timeout, self._head_timed_out)
         super().data_received(data)
+
+    def handle_events(self) -> None:
+        # Called as data arrives, and for a pipelined request when the one before it is answered.
+        arrived = self.loop.time()
+        previous = self.cycle
+        super().handle_events()
         if self.cycle is not None and self.cycle is not previous:
             self._stop_head_timer()
             self.cycle.scope[ARRIVAL_KEY] = arrived  # type: ignore[literal-required]

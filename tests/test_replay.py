@@ -153,7 +153,8 @@ def test_unknown_request_raises_not_found_in_the_sdk(server: ReplayServer) -> No
     ("content", "fragment"), [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object")]
 )
 def test_malformed_body_is_a_400(server: ReplayServer, content: bytes, fragment: str) -> None:
-    response = httpx2.post(server.base_url + "/chat/completions", content=content)
+    headers = {"content-type": "application/json"}
+    response = httpx2.post(server.base_url + "/chat/completions", content=content, headers=headers)
     assert response.status_code == 400
     assert fragment in _error_of(response)["message"]
 

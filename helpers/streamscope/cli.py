@@ -78,10 +78,10 @@ def cli_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    count = len(server.index.entries())
+    count, skipped = len(server.index.entries()), len(server.index.problems)
     print(
         f"streamscope replay server listening on {server.base_url} ({count} recordings, "
-        f"speed {server.speed:g}); Ctrl-C to stop",
+        f"{f'{skipped} files skipped, ' if skipped else ''}speed {server.speed:g}); Ctrl-C to stop",
         flush=True,
     )
     # Everything loaded so far lives as long as the process: keep it out of the cyclic garbage
@@ -115,13 +115,17 @@ def _body_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli_record(args: argparse.Namespace) -> int:
     """``python -m streamscope record``. Exit 0: saved; 1: saved, but the server answered an error;
-    2: nothing saved (bad input, or the request failed)."""
+    2: nothing saved (bad input, the name is taken, or the request failed); 3: saved, but the
+    response ended early (kept as it arrived, marked incomplete)."""
     from pathlib import Path
 
     from .recorder import record
 
     try:
-        rec = record(args.path, _body_from(args), name=args.name, out_dir=args.out, backend=args.backend)
+        body = _body_from(args)
+        rec = record(
+            args.path, body, name=args.name, out_dir=args.out, backend=args.backend, force=args.force
+        )
     except (ValueError, StreamscopeError, OSError) as exc:
         _say("record", str(exc))
         return 2
@@ -136,17 +140,34 @@ def cli_record(args: argparse.Namespace) -> int:
     if rec.status >= 400:
         _say("record", f"the server answered HTTP {rec.status}; the recording keeps it")
         return 1
+    if rec.incomplete is not None:
+        _say(
+            "record",
+            f"the response is incomplete ({rec.incomplete.reason}); "
+            "the recording keeps what arrived, marked incomplete",
+        )
+        return 3
     return 0
 
 
 def cli_list(args: argparse.Namespace) -> int:
-    """``python -m streamscope list``."""
-    from .recording import RECORDINGS_DIR, iter_recordings
+    """``python -m streamscope list``. Exit 0: every file is a usable recording; 1: some are skipped
+    (said on stderr); 2: no such folder."""
+    from pathlib import Path
 
-    for rec in iter_recordings(args.recordings or RECORDINGS_DIR):
+    from .recording import RECORDINGS_DIR, load_folder
+
+    folder = Path(args.recordings) if args.recordings else RECORDINGS_DIR
+    if not folder.is_dir():
+        _say("list", f"recordings folder {folder} does not exist")
+        return 2
+    recordings, skipped = load_folder(folder)
+    for rec in recordings:
         kind = "stream" if rec.streamed else "single"
         print(f"{rec.name}\t{rec.path}\t{kind}\t{rec.label}")
-    return 0
+    for problem in skipped.values():
+        _say("list", f"skipped: {problem}")
+    return 1 if skipped else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default=None, help="shorthand: user message for a chat request")
     p.add_argument("--name", required=True, help="recording name (the file's stem)")
     p.add_argument("--out", default=".", help="folder to write NAME.json into (default: .)")
+    p.add_argument("--force", action="store_true", help="replace NAME.json if it exists")
     p.set_defaults(func=cli_record)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")

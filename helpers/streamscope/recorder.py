@@ -12,13 +12,21 @@ line) returned. A non-streamed response gets ``elapsed``, to its last byte.
 Secrets never reach the file: request headers are not stored at all; response
 headers are kept only if they are on an allow-list and carry no key, token,
 secret, auth, cookie, organization or project in their name; and every
-occurrence of the API key in the request or response text is replaced by
-``[scrubbed]``.
+occurrence of the API key in the request, the kept headers or the response text
+is replaced by ``[scrubbed]``.
+
+Nothing is lost, nothing is overwritten: a response that ends early (the
+connection breaks, or a stream ends without what the assembler needs to call it
+complete: ``[DONE]``, every finish reason) keeps everything that arrived and is
+marked ``incomplete`` in the recording (``streamscope.recording``), which the
+replay server replays as it ended. An existing ``NAME.json`` is replaced only with
+``force=True`` (``--force``), and is checked before the request is sent.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -30,10 +38,11 @@ from urllib.parse import urlsplit
 import httpx2
 
 from . import __version__
+from .assemble import assemble_sse
 from .backend import api_key_for, resolve
 from .chunks import model_of, sse_payloads
-from .errors import BackendError, RecordError, RecordingError
-from .recording import Event, Recording, api_path
+from .errors import BackendError, RecordError, RecordingError, StreamFormatError
+from .recording import Event, Incomplete, Recording, api_path
 
 SCRUBBED = "[scrubbed]"
 KEPT_RESPONSE_HEADERS = frozenset(
@@ -56,10 +65,10 @@ _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def kept_headers(headers: httpx2.Headers) -> dict[str, str]:
-    """The response headers a recording may keep: allowed, and nothing secret-sounding."""
+def kept_headers(headers: httpx2.Headers, secret: str = "") -> dict[str, str]:
+    """The response headers a recording may keep: allowed, nothing secret-sounding, ``secret`` scrubbed."""
     return {
-        name: value
+        name: _scrub(value, secret)
         for name, value in ((k.lower(), v) for k, v in headers.items())
         if name in KEPT_RESPONSE_HEADERS and not any(word in name for word in _SECRET_HEADER_WORDS)
     }
@@ -113,6 +122,7 @@ class _Exchange:
     events: list[Event] | None  # None: not an event stream, see content
     content: bytes
     elapsed: float
+    broke: str | None  # why the body broke off before its end, if it did
 
 
 def _exchange(url: str, body: dict[str, Any], api_key: str) -> _Exchange:
@@ -121,23 +131,58 @@ def _exchange(url: str, body: dict[str, Any], api_key: str) -> _Exchange:
     splitter = EventSplitter()
     events: list[Event] = []
     content = b""
+    broke = None
     try:
         with httpx2.Client(timeout=httpx2.Timeout(30.0, read=300.0)) as http:
             start = time.perf_counter()
             with http.stream("POST", url, json=body, headers=headers) as response:
                 streamed = response.headers.get("content-type", "").startswith("text/event-stream")
-                for piece in response.iter_bytes():
-                    arrived = time.perf_counter() - start
-                    if streamed:
-                        events += [_event(raw, arrived, api_key) for raw in splitter.feed(piece)]
-                    else:
-                        content += piece
+                try:
+                    for piece in response.iter_bytes():
+                        arrived = time.perf_counter() - start
+                        if streamed:
+                            events += [_event(raw, arrived, api_key) for raw in splitter.feed(piece)]
+                        else:
+                            content += piece
+                except httpx2.HTTPError as exc:  # the body broke off: what arrived is kept
+                    broke = _scrub(f"{exc.__class__.__name__}: {exc}", api_key)
                 elapsed = time.perf_counter() - start
     except httpx2.HTTPError as exc:
         raise RecordError(f"POST {url} failed: {exc.__class__.__name__}: {exc}") from None
     if splitter.buffer:  # the stream ended inside an event: keep what arrived
         events.append(_event(splitter.buffer, elapsed, api_key))
-    return _Exchange(response.status_code, response.headers, events if streamed else None, content, elapsed)
+    streamed_events = events if streamed else None
+    return _Exchange(response.status_code, response.headers, streamed_events, content, elapsed, broke)
+
+
+def _incomplete(exchange: _Exchange) -> Incomplete | None:
+    """How the response ended early, if it did: the connection broke, or the stream is not whole."""
+    ended = round(exchange.elapsed, 6)
+    if exchange.broke is not None:
+        return Incomplete(f"the connection broke: {exchange.broke}", ended, dropped=True)
+    if exchange.events is None:
+        return None
+    try:
+        result = assemble_sse(b"".join(e.raw.encode() for e in exchange.events))
+    except StreamFormatError:
+        return None  # not a stream of OpenAI events: nothing to judge it by
+    return None if result.complete else Incomplete(result.reason or "incomplete", ended, dropped=False)
+
+
+def _save_new(recording: Recording, path: Path, force: bool) -> None:
+    """Write the file whole (a server reading the folder never sees half of it); replace only if forced."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(recording.dumps(), encoding="utf-8")
+    if force:
+        os.replace(partial, path)
+        return
+    try:
+        os.link(partial, path)  # fails if the name is taken: no check-then-write race
+    except FileExistsError:
+        raise RecordError(
+            f"{path} appeared while recording; this recording is kept as {partial} (or rerun with --force)"
+        ) from None
+    partial.unlink()
 
 
 def record(
@@ -148,12 +193,20 @@ def record(
     out_dir: str | Path = ".",
     backend: str | None = None,
     source: str | None = None,
+    force: bool = False,
 ) -> Recording:
-    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``."""
+    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``.
+
+    An existing file is replaced only if ``force``. A response that ended early is saved
+    with what arrived, its ``incomplete`` saying how it ended.
+    """
     if not _NAME.fullmatch(name):
         raise RecordingError(
             f"recording name {name!r}: use letters, digits, '.', '_' and '-' (it is the file's stem)"
         )
+    target = Path(out_dir) / f"{name}.json"
+    if target.exists() and not force:
+        raise RecordError(f"{target} exists: choose another --name, or pass --force to replace it")
     kind, base_url = resolve(backend)
     if kind == "replay" or base_url is None:
         raise BackendError(
@@ -190,12 +243,12 @@ def record(
         },
         request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
         status=exchange.status,
-        headers=kept_headers(exchange.headers),
+        headers=kept_headers(exchange.headers, api_key),
         events=exchange.events,
         body=response_body,
         elapsed=None if exchange.events is not None else round(exchange.elapsed, 6),
+        incomplete=_incomplete(exchange),
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    recording.save(out / f"{name}.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _save_new(recording, target, force)
     return recording

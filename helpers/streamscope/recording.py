@@ -28,6 +28,12 @@ replay the exchange at its original pace and to say where it came from::
       }
     }
 
+A response that ended early (no ``[DONE]`` or finish reason, an error mid-stream, or a
+connection that broke) keeps everything that arrived and says so in
+``response.incomplete``: ``{"reason": "...", "t": 1.23, "dropped": true}``, where ``t``
+is when it ended and ``dropped`` says the connection broke before the response's end
+(the replay server then breaks it at the same point).
+
 ``t`` is the arrival offset, in seconds, of the end of that event measured from the
 moment the request was sent; ``raw`` is the event's SSE text exactly as received
 (including its terminating blank line). Files are written with a fixed key order
@@ -63,6 +69,15 @@ class Event:
     raw: str
 
 
+@dataclass(frozen=True)
+class Incomplete:
+    """How a response that ended early ended."""
+
+    reason: str  # why it is incomplete, in words
+    t: float  # when it ended, in seconds from the moment the request was sent
+    dropped: bool  # the connection broke before the response's end, rather than closing after it
+
+
 @dataclass
 class Recording:
     """One request and the response it got, streamed or not."""
@@ -75,6 +90,7 @@ class Recording:
     events: list[Event] | None = None
     body: Any = None
     elapsed: float | None = None
+    incomplete: Incomplete | None = None
 
     @property
     def streamed(self) -> bool:
@@ -90,7 +106,8 @@ class Recording:
         p = self.provenance
         verb = "recorded from" if p.get("method") == "recorded" else "transcribed from"
         where = p.get("source") if p.get("method") != "recorded" else p.get("server")
-        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}"
+        ended = ", ended early" if self.incomplete else ""
+        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{ended}"
 
     def match_key(self) -> str:
         return match_key(self.path, self.request.get("body") or {})
@@ -105,6 +122,9 @@ class Recording:
 
     def to_dict(self) -> dict[str, Any]:
         response: dict[str, Any] = {"status": self.status, "headers": dict(self.headers)}
+        if self.incomplete is not None:
+            i = self.incomplete
+            response["incomplete"] = {"reason": i.reason, "t": i.t, "dropped": i.dropped}
         if self.events is not None:
             response["events"] = [{"t": e.t, "raw": e.raw} for e in self.events]
         else:
@@ -150,6 +170,7 @@ class Recording:
                 )
             response = data["response"]
             events = response.get("events")
+            ended = response.get("incomplete")
             return cls(
                 name=data["name"],
                 provenance=dict(data["provenance"]),
@@ -159,8 +180,11 @@ class Recording:
                 events=None if events is None else [Event(float(e["t"]), str(e["raw"])) for e in events],
                 body=response.get("body"),
                 elapsed=response.get("elapsed"),
+                incomplete=None
+                if ended is None
+                else Incomplete(str(ended["reason"]), float(ended["t"]), bool(ended["dropped"])),
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise RecordingError(f"{source}: malformed recording ({exc!r})") from exc
 
     @classmethod
@@ -192,6 +216,37 @@ def match_key(path: str, body: Mapping[str, Any]) -> str:
 def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recording]:
     for path in sorted(Path(directory).glob("*.json")):
         yield Recording.load(path)
+
+
+def load_folder(directory: str | Path = RECORDINGS_DIR) -> tuple[list[Recording], dict[str, str]]:
+    """The usable recordings in a folder, and why each other ``*.json`` file there is skipped.
+
+    Files are read in name order; a file is skipped (file name -> reason) when it is not a
+    readable recording (half-written, say), or when it has the name of, or answers the same
+    request as, a file read before it. One bad file never hides the others.
+    """
+    recordings: list[Recording] = []
+    skipped: dict[str, str] = {}
+    names: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            rec = Recording.load(path)
+            key = rec.match_key()
+        except RecordingError as exc:
+            skipped[path.name] = str(exc)
+            continue
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            skipped[path.name] = f"{path}: not a usable recording ({type(exc).__name__}: {exc})"
+            continue
+        if rec.name in names:
+            skipped[path.name] = f"{path}: has the name {rec.name!r}, as {names[rec.name]} has"
+        elif key in keys:
+            skipped[path.name] = f"{path}: answers the same request as {keys[key]}"
+        else:
+            names[rec.name] = keys[key] = path.name
+            recordings.append(rec)
+    return recordings, skipped
 
 
 def load_recording(name: str, directory: str | Path = RECORDINGS_DIR) -> Recording:

@@ -27,5 +27,7 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	# matplotlib's font cache, built now rather than in a notebook cell (a slow build warns on stderr).
+	$(VENV)/bin/python -c "import matplotlib.font_manager"
 	rm -f $(VENV)/.installed-*
 	touch $@

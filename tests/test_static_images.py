@@ -17,7 +17,6 @@ import pytest
 from streamscope import charts
 from streamscope.charts import LiveChart, itl_histogram
 from streamscope.static_charts import histogram_png, image_bundle, png_size, timeline_png
-
 from test_live import PIECES, chunk_source
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -465,4 +465,5 @@ def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -
             margin={"l": 60, "r": 20, "t": 50, "b": 40},
         ),
     )
-    return MeasuredChart(figure, histogram_png(gaps_ms, title=title), f"{title}: histogram of {len(itl)} gaps")
+    description = f"{title}: histogram of {len(itl)} gaps"
+    return MeasuredChart(figure, histogram_png(gaps_ms, title=title), description)

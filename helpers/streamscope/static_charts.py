@@ -86,7 +86,9 @@ def histogram_png(
     figure, axes = _figure(size_px, caption)
     if values_ms:
         low, high = math.floor(min(values_ms)), math.floor(max(values_ms)) + 1
-        axes.hist(values_ms, bins=list(range(low, high + 1)), color=_STREAMED, log=True)
+        # An edge as wide as a pixel: a 1 ms bar on a range of hundreds of ms is narrower than one.
+        bins = list(range(low, high + 1))
+        axes.hist(values_ms, bins=bins, color=_STREAMED, edgecolor=_STREAMED, linewidth=1, log=True)
     axes.set_xlabel("gap before the chunk (ms)")
     axes.set_ylabel("chunks")
     axes.set_title(title)

@@ -43,6 +43,9 @@ def main(extras: list[str]) -> None:
         listed.flush()
         subprocess.run([*pip, "--constraint", str(LOCK), "--requirement", listed.name], check=True)
     subprocess.run([*pip, "--no-deps", "--editable", str(ROOT)], check=True)
+    # matplotlib builds its font cache on first import, warning on stderr when that is slow; built
+    # here, it never lands in a notebook cell (nbval fails a cell on any stderr).
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], check=True)
 
 
 if __name__ == "__main__":

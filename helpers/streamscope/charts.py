@@ -23,6 +23,11 @@ redraw one ``fig.batch_update()`` message. The reply is assembled once, when the
 ``FigureWidget`` s, so that a saved notebook's outputs hold widget references rather than figures
 whose numbers change from run to run. Live updates go through widget state only, so they never
 pile up as cell outputs (nbval).
+
+Where widgets cannot show (GitHub, nbviewer, a saved notebook opened without its kernel), a chart
+would be blank: so a displayed chart, once drawn in full, is followed by a static PNG image of
+itself (:mod:`streamscope.static_charts`). Where the widget does show, a style the widget itself
+carries hides that copy, so that JupyterLab shows the chart once.
 """
 
 from __future__ import annotations
@@ -45,6 +50,14 @@ LULL_S = 0.002
 CSS_CONTAINER = "streamscope-live"
 CSS_CHART = "streamscope-live-chart"
 CSS_TEXT = "streamscope-live-text"
+# The class of a widget followed, in its cell's output, by a static copy of itself.
+CSS_STATIC_COPY_FOLLOWS = "streamscope-static-copy-follows"
+# Rendered by the widget, so present only where the widget renders (JupyterLab's output classes;
+# an image/png output is a .jp-RenderedImage). Nowhere else is the copy hidden.
+_HIDE_STATIC_COPY = (
+    f"<style>.jp-OutputArea-child:has(.{CSS_STATIC_COPY_FOLLOWS}) ~ "
+    ".jp-OutputArea-child:has(.jp-RenderedImage) { display: none; }</style>"
+)
 
 # A fixed chart size: plotly cannot size itself to a flex box's share of the row.
 _CHART_WIDTH_PX, _CHART_HEIGHT_PX = 600, 380
@@ -69,6 +82,23 @@ def preload() -> None:
     _SPARE_FIGURES.append(go.FigureWidget())
 
 
+def _followed_by_a_static_copy(widget: ipywidgets.Box) -> None:
+    """Mark ``widget`` and give it the style that hides the static copy shown after it."""
+    widget.add_class(CSS_STATIC_COPY_FOLLOWS)
+    widget.children = (
+        *widget.children,
+        ipywidgets.HTML(_HIDE_STATIC_COPY, layout=ipywidgets.Layout(display="none")),
+    )
+
+
+def _display_static_copy(png: bytes, description: str) -> None:
+    from IPython.display import display
+
+    from .static_charts import image_bundle  # matplotlib loads when the first image is drawn
+
+    display(image_bundle(png, description), raw=True)
+
+
 class TimelineView:
     """The widgets of a live chart, drawing a :class:`~streamscope.timing.Timeline` as it grows.
 
@@ -91,6 +121,8 @@ class TimelineView:
         self._xs: list[float] = []  # arrival offsets of the content chunks
         self._ys: list[int] = []  # content chunks received so far, at each of them
         self._pieces: list[str] = []
+        self.title = title
+        self.baseline_seconds, self.baseline_tokens = baseline_seconds, baseline_tokens
 
         self.figure = _SPARE_FIGURES.pop() if _SPARE_FIGURES else go.FigureWidget()
         self.figure.add_scatter(
@@ -141,6 +173,7 @@ class TimelineView:
         row = ipywidgets.HBox([self.figure, self.text_widget], layout=ipywidgets.Layout(flex_flow="row wrap"))
         self.widget = ipywidgets.VBox([row, self.status_widget])
         self.widget.add_class(CSS_CONTAINER)
+        _followed_by_a_static_copy(self.widget)
 
     @property
     def content_chunks(self) -> int:
@@ -170,6 +203,19 @@ class TimelineView:
                 self._mark_first_token(self._xs[0])
         self.text_widget.value = f'<pre style="{_TEXT_STYLE}">{html.escape(self.text)}</pre>'
         self.updates += 1
+
+    def static_png(self, caption: str = "") -> bytes:
+        """The chart as drawn so far, as a PNG image (matplotlib), ``caption`` written under it."""
+        from .static_charts import timeline_png
+
+        return timeline_png(
+            title=self.title,
+            offsets=self._xs,
+            counts=self._ys,
+            baseline_seconds=self.baseline_seconds,
+            baseline_tokens=self.baseline_tokens,
+            caption=caption,
+        )
 
     def show_status(self, line: str) -> None:
         self.status_widget.value = html.escape(line)
@@ -224,11 +270,13 @@ class LiveChart:
         self._interrupted = False
         self._finished = False
         self._not_assembled: str | None = None  # why the chunks could not be assembled
+        self._shown = False  # displayed in a notebook: a static copy follows when the stream ends
 
     # --- display -----------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         self.view.sync_figure_state()
+        self._shown = True
         bundle = self.widget._repr_mimebundle_(**kwargs)
         # The container's own text/plain embeds the figure's repr, random trace uids included:
         # a fixed text keeps the saved output identical from run to run.
@@ -364,6 +412,12 @@ class LiveChart:
         self._finished = True
         self.view.show_status(self.summary())
         self.view.sync_figure_state()
+        if self._shown:
+            _display_static_copy(self.static_png(), f"{self.title}: the chart's final state")
+
+    def static_png(self) -> bytes:
+        """The chart as drawn so far, as a PNG image, its summary written under it."""
+        return self.view.static_png(caption=self.summary())
 
     def _assemble(self) -> None:
         assembler = Assembler()
@@ -375,10 +429,33 @@ class LiveChart:
         self.result = assembler.result()
 
 
-def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -> go.FigureWidget:
+class MeasuredChart:
+    """A chart of what was measured, drawn once: shown as its widget, then as a static image of it.
+
+    ``figure`` is the plotly ``FigureWidget``; ``png`` the same chart drawn by matplotlib.
+    """
+
+    def __init__(self, figure: go.FigureWidget, png: bytes, description: str) -> None:
+        self.figure, self.png, self.description = figure, png, description
+        self.widget = ipywidgets.VBox([figure])
+        _followed_by_a_static_copy(self.widget)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        bundle = self.widget._repr_mimebundle_()
+        bundle["text/plain"] = f"{type(self).__name__}({self.description!r})"  # no random trace uids
+        display(bundle, raw=True)
+        _display_static_copy(self.png, self.description)
+
+
+def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -> MeasuredChart:
     """A histogram of inter-token (inter-chunk) latencies, in milliseconds, 1 ms bins."""
-    return go.FigureWidget(
-        data=[go.Histogram(x=[gap * 1000 for gap in itl], xbins={"size": 1}, name="gaps")],
+    from .static_charts import histogram_png
+
+    gaps_ms = [gap * 1000 for gap in itl]
+    figure = go.FigureWidget(
+        data=[go.Histogram(x=gaps_ms, xbins={"size": 1}, name="gaps")],
         layout=go.Layout(
             title_text=title,
             xaxis_title="gap before the chunk (ms)",
@@ -388,3 +465,5 @@ def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -
             margin={"l": 60, "r": 20, "t": 50, "b": 40},
         ),
     )
+    description = f"{title}: histogram of {len(itl)} gaps"
+    return MeasuredChart(figure, histogram_png(gaps_ms, title=title), description)

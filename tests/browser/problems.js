@@ -38,6 +38,11 @@
         problems.push(`${where}: the live view shows no streamed text`);
       }
     }
+    // A chart's static copy (for front ends without widgets) is hidden where the widget renders.
+    if (cell.querySelector('.streamscope-static-copy-follows')) {
+      const shown = [...cell.querySelectorAll('.jp-RenderedImage')].filter((image) => image.offsetParent !== null);
+      if (shown.length) problems.push(`${where}: the chart's static copy shows beside the live chart`);
+    }
   });
   for (const dialog of document.querySelectorAll('.jp-Dialog')) {
     problems.push(`a dialog is open on the page: ${clip(dialog.textContent).slice(0, 300)}`);

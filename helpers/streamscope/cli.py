@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default=None, help="shorthand: user message for a chat request")
     p.add_argument("--name", required=True, help="recording name (the file's stem)")
     p.add_argument("--out", default=".", help="folder to write NAME.json into (default: .)")
+    p.add_argument("--source", default=None, help="provenance: what produced the recording, in words")
+    p.add_argument("--server", default=None, help="provenance: the server that answered (default: its host)")
+    p.add_argument("--note", default=None, help="provenance: a sentence added to the notes")
     p.set_defaults(func=_record)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")

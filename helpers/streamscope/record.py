@@ -158,8 +158,14 @@ def record(
     out_dir: str | Path = ".",
     backend: str | None = None,
     source: str | None = None,
+    server: str | None = None,
+    note: str | None = None,
 ) -> Recording:
-    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``."""
+    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``.
+
+    ``source``, ``server`` and ``note`` describe what answered, for the provenance: a loopback
+    URL's host says nothing about the proxy or model behind it (``note`` is added to the notes).
+    """
     if not _NAME.fullmatch(name):
         raise ValueError(
             f"recording name {name!r}: use letters, digits, '.', '_' and '-' (it is the file's stem)"
@@ -183,7 +189,7 @@ def record(
         except json.JSONDecodeError:
             response_body = text
         model = response_body.get("model") if isinstance(response_body, dict) else None
-    server = urlsplit(base_url).hostname or base_url
+    server = server or urlsplit(base_url).hostname or base_url
     recording = Recording(
         name=name,
         provenance={
@@ -196,6 +202,7 @@ def record(
             "notes": (
                 f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() when the "
                 "read holding the event's last byte returned, from just before the request was sent."
+                + (f" {note}" if note else "")
             ),
         },
         request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
@@ -234,7 +241,16 @@ def cli_record(args: argparse.Namespace) -> int:
     """``python -m streamscope record``. Exit 0: saved; 1: saved, but the server answered an error;
     2: nothing saved (bad input, or the request failed)."""
     try:
-        rec = record(args.path, _body_from(args), name=args.name, out_dir=args.out, backend=args.backend)
+        rec = record(
+            args.path,
+            _body_from(args),
+            name=args.name,
+            out_dir=args.out,
+            backend=args.backend,
+            source=args.source,
+            server=args.server,
+            note=args.note,
+        )
     except (ValueError, RecordError, OSError) as exc:
         print(f"streamscope record: {exc}", file=sys.stderr)
         return 2

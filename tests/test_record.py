@@ -96,6 +96,17 @@ def test_record_command_with_the_shorthand(live: ReplayServer, tmp_path: Path, c
     _assert_canary_nowhere(tmp_path)
 
 
+def test_record_command_names_what_answered_behind_a_loopback_url(live: ReplayServer, tmp_path: Path) -> None:
+    argv = ["record", "--backend", live.base_url, "--model", "gpt-test", "--message", PROMPT, "--name", "rec"]
+    proxy = ["--server", "a proxy 1.0 -> a model server", "--source", "a proxy", "--note", "Threads: 2."]
+    assert main([*argv, *proxy, "--out", str(tmp_path)]) == 0
+    rec = Recording.load(tmp_path / "rec.json")
+    assert rec.provenance["server"] == "a proxy 1.0 -> a model server"
+    assert rec.provenance["source"] == "a proxy"
+    assert rec.provenance["notes"].endswith(" Threads: 2.")
+    assert "recorded from a proxy 1.0 -> a model server" in rec.label
+
+
 def test_record_command_with_a_body_file_and_an_error(live: ReplayServer, tmp_path: Path, capsys) -> None:
     body_file = tmp_path / "body.json"
     body_file.write_text(json.dumps({**CHAT_BODY, "model": "never-recorded"}))

@@ -124,7 +124,15 @@ def cli_record(args: argparse.Namespace) -> int:
     try:
         body = _body_from(args)
         rec = record(
-            args.path, body, name=args.name, out_dir=args.out, backend=args.backend, force=args.force
+            args.path,
+            body,
+            name=args.name,
+            out_dir=args.out,
+            backend=args.backend,
+            source=args.source,
+            server=args.server,
+            note=args.note,
+            force=args.force,
         )
     except (ValueError, StreamscopeError, OSError) as exc:
         _say("record", str(exc))
@@ -203,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default=None, help="shorthand: user message for a chat request")
     p.add_argument("--name", required=True, help="recording name (the file's stem)")
     p.add_argument("--out", default=".", help="folder to write NAME.json into (default: .)")
+    p.add_argument("--source", default=None, help="provenance: what produced the recording, in words")
+    p.add_argument("--server", default=None, help="provenance: the server that answered (default: its host)")
+    p.add_argument("--note", default=None, help="provenance: a sentence added to the notes")
     p.add_argument("--force", action="store_true", help="replace NAME.json if it exists")
     p.set_defaults(func=cli_record)
 

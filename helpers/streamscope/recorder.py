@@ -193,10 +193,14 @@ def record(
     out_dir: str | Path = ".",
     backend: str | None = None,
     source: str | None = None,
+    server: str | None = None,
+    note: str | None = None,
     force: bool = False,
 ) -> Recording:
     """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``.
 
+    ``source``, ``server`` and ``note`` describe what answered, for the provenance: a loopback
+    URL's host says nothing about the proxy or model behind it (``note`` is added to the notes).
     An existing file is replaced only if ``force``. A response that ended early is saved
     with what arrived, its ``incomplete`` saying how it ended.
     """
@@ -226,7 +230,7 @@ def record(
         except json.JSONDecodeError:
             response_body = text
         model = response_body.get("model") if isinstance(response_body, dict) else None
-    server = urlsplit(base_url).hostname or base_url
+    server = server or urlsplit(base_url).hostname or base_url
     recording = Recording(
         name=name,
         provenance={
@@ -239,6 +243,7 @@ def record(
             "notes": (
                 f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() when the "
                 "read holding the event's last byte returned, from just before the request was sent."
+                + (f" {note}" if note else "")
             ),
         },
         request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},

@@ -6,7 +6,9 @@ response's settings; ``response.output_item.added`` opens an output item,
 ``*.delta`` events grow their text. ``*.done`` events carry the final value of what
 they close. The terminal event (``response.completed``, ``.incomplete`` or ``.failed``)
 carries the whole response: it becomes the result, after a check that the deltas
-added up to the same texts (a difference is reported as a warning, never hidden).
+added up to the same texts (a difference is reported as a warning, never hidden). A
+terminal event with an empty ``output`` (a failed response's, from some proxies) does
+not erase what the deltas built: that is kept, with a warning.
 
 An ``error`` event, or a ``response.failed`` with an ``error``, is kept as the
 stream's error. Events we do not know (web search progress, ...) are ignored: their
@@ -162,7 +164,9 @@ class ResponsesAccumulator:
     def _finish(self, response: dict[str, Any]) -> None:
         built = [_copy_item(i) for i in self._items()]
         final = response.get("output")
-        if final is None:  # a terminal event without output: keep what the deltas built
+        if not final:  # a terminal event without output: keep what the deltas built
+            if final is not None and built:  # a proxy's response.failed can say [] after sending deltas
+                self.warnings.append("the terminal event's output is empty: kept what its events built")
             response = {**response, "output": built}
         elif built and [_texts(i) for i in built] != [_texts(i) for i in final]:
             self.warnings.append("the terminal event's output differs from what the stream's events built")

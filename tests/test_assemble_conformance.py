@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,11 @@ import pytest
 from streamscope.assemble import Assembler, assemble_sse
 from streamscope.sse import SSEDecoder
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openai-streams"
+# ../shared/conformance from the repository's root; STREAMSCOPE_CONFORMANCE points elsewhere
+# (a git worktree's ../ is not the main checkout's).
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = Path(os.environ.get("STREAMSCOPE_CONFORMANCE") or ROOT.parent / "shared" / "conformance")
+CORPUS = CONFORMANCE / "openai-streams"
 STREAMS = sorted(CORPUS.glob("*.sse"))
 NO_CORPUS = "the conformance corpus (../shared/conformance/openai-streams) is not here"
 

@@ -120,8 +120,16 @@ def test_complete_needs_finish_reasons_and_done_from_raw_sse() -> None:
     assert without_done.reason == "the stream ended before data: [DONE]"
 
 
-def test_a_choice_without_finish_reason_is_incomplete() -> None:
+def test_a_choice_without_finish_reason_is_complete_once_done_arrived() -> None:
+    """[DONE] says the server sent everything (Snowflake Cortex never sends a finish_reason)."""
     result = assemble_sse(sse(chunk(delta(0, content="a")), chunk(delta(1, "stop", content="b")), "[DONE]"))
+    assert result.complete
+    assert [c["finish_reason"] for c in result.object["choices"]] == [None, "stop"]
+
+
+def test_without_done_a_choice_without_finish_reason_is_incomplete() -> None:
+    """The SDK's iterators swallow [DONE]: then every choice needs its finish_reason."""
+    result = feed_all([chunk(delta(0, content="a")), chunk(delta(1, "stop", content="b"))]).result()
     assert not result.complete
     assert result.reason == "choice 0 ended without a finish_reason"
 

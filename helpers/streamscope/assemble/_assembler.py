@@ -67,7 +67,9 @@ class Assembler:
         error = data.get("error")
         if error and "type" not in data:  # a chat/completions stream reports errors as {"error": {...}}
             self._error = plain(error) if isinstance(error, dict) else {"message": str(error)}
-            return
+            if "choices" not in data:
+                return
+            # OpenRouter's error chunk is a chunk too (its usage, a choice): assembled as one.
         accumulator = self._accumulator
         if accumulator is None:
             accumulator = self._accumulator = _accumulator_for(data)

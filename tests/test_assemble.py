@@ -85,6 +85,36 @@ def test_unknown_text_delta_fields_are_concatenated() -> None:
     assert (message["reasoning_content"], message["content"]) == ("thinking", "42")
 
 
+def test_unknown_delta_strings_join_unless_every_delta_repeats_one_value() -> None:
+    """An unknown text in pieces is joined; an unknown scalar repeated on each delta is kept once."""
+    events = [chunk(delta(thought="a", mode="fast")), chunk(delta(thought="b", mode="fast"))]
+    message = feed_all(events).snapshot()["choices"][0]["message"]
+    assert (message["thought"], message["mode"]) == ("ab", "fast")
+
+
+def test_whole_tool_calls_without_index_are_told_apart_by_id() -> None:
+    """Mistral sends each call whole, without an index; parallel calls in one delta."""
+    calls = [
+        {"id": "a", "function": {"name": "f", "arguments": "{}"}},
+        {"id": "b", "function": {"name": "g", "arguments": '{"x": 1}'}},
+    ]
+    message = feed_all([chunk(delta(tool_calls=calls, finish_reason="tool_calls"))]).snapshot()["choices"][0]
+    assert [(c["id"], c["type"], c["function"]["name"]) for c in message["message"]["tool_calls"]] == [
+        ("a", "function", "f"),
+        ("b", "function", "g"),
+    ]
+
+
+def test_fragments_without_index_continue_the_latest_call() -> None:
+    events = [
+        chunk(delta(tool_calls=[{"id": "a", "function": {"name": "f", "arguments": '{"x"'}}])),
+        chunk(delta(tool_calls=[{"function": {"arguments": ": 1}"}}])),
+        chunk(delta(tool_calls=[{"id": "a", "function": {"name": "f", "arguments": ""}}])),
+    ]
+    [call] = feed_all(events).snapshot()["choices"][0]["message"]["tool_calls"]
+    assert call["function"] == {"name": "f", "arguments": '{"x": 1}'}
+
+
 def test_legacy_completion_logprobs_extend() -> None:
     def piece(text: str, offset: int, finish_reason: str | None = None) -> dict[str, Any]:
         logprobs = {

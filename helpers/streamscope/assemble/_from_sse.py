@@ -15,7 +15,7 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
     Raises `StreamFormatError` when the input is not an SSE stream of JSON events.
     """
     if isinstance(data, str):
-        data = data.encode()
+        data = data.encode("utf-8", "surrogatepass")  # a lone surrogate: U+FFFD, as invalid UTF-8 is
     pieces: Iterable[bytes] = [bytes(data)] if isinstance(data, (bytes, bytearray, memoryview)) else data
     decoder = SSEDecoder()
     assembler = Assembler(require_done=True)
@@ -57,6 +57,9 @@ def _feed_sse(assembler: Assembler, events: list[ServerSentEvent], seen: int) ->
             payload = loads(data)
         except ValueError:
             raise StreamFormatError(f"event {seen} is not JSON: {data[:60]!r}", assembler.result()) from None
+        except RecursionError:
+            message = f"event {seen} is JSON nested too deeply to read: {data[:60]!r}"
+            raise StreamFormatError(message, assembler.result()) from None
         if type(payload) is not dict:
             raise StreamFormatError(f"event {seen} is not a JSON object: {data[:60]!r}", assembler.result())
         if sse.event == "error" and "type" not in payload and "error" not in payload:

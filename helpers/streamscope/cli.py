@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "assemble",
         help="assemble a raw SSE response body into its final object (JSON on stdout)",
         description="Exit 0: complete; 3: the stream ended early; 4: it carried an error; "
-        "2: the input is not an SSE stream of JSON events.",
+        "2: the input is not an SSE stream of JSON events; 5: the result could not be written.",
     )
     p.add_argument("path", help="a file holding one raw SSE response body, or - for stdin")
     p.set_defaults(func=_assemble)

@@ -73,9 +73,7 @@ def _object(value: Any) -> dict[str, Any] | None:
     """A JSON object's fields (a dict, or an SDK model's), or None if ``value`` is neither."""
     if type(value) is dict:
         return value
-    if value is None or isinstance(value, (str, int, float, list, tuple)):
-        return None
-    return fields(value) if hasattr(value, "__dict__") else None
+    return fields(value) if hasattr(value, "__dict__") else None  # str, int, list... have none
 
 
 def _copy(value: Any) -> Any:
@@ -256,6 +254,12 @@ class _Choice:
             elif type(value) is dict or type(value) is list:
                 self.extra[key] = _merge(self.extra.get(key), value)
 
+    def keep_fields(self, choice: dict[str, Any]) -> None:
+        """Choice fields we do not know (vLLM's stop_reason, ...): the last non-null value."""
+        for key, value in choice.items():
+            if key not in _CHOICE_FIELDS and (value is not None or key not in self.fields):
+                self.fields[key] = plain(value)
+
     def merge_tool_calls(self, calls: list[Any]) -> None:
         for item in calls:
             call = _object(item)
@@ -398,28 +402,25 @@ class ChoicesAccumulator:
             if choices is not None:
                 self._skip("choices", choices, "an array")
             return
-        for item in choices:
+        for item in choices:  # the loop's body is not a method of its own: it runs for every chunk
             choice = item if type(item) is dict else _object(item)
             if choice is None:
                 self._skip("choices[]", item, "an object")
                 continue
-            self._feed_choice(choice)
-
-    def _feed_choice(self, choice: dict[str, Any]) -> None:
-        index = choice.get("index")
-        if index is None:
-            index = 0
-        elif type(index) is not int:
-            self._skip("choices[].index", index, "an integer")
-            return
-        state = self._choices.get(index)
-        if state is None:
-            state = self._choices[index] = _Choice(self._skip)
-        for key, value in choice.items():
-            if key in _CHOICE_FIELDS:
+            index = choice.get("index")
+            if index is None:
+                index = 0
+            elif type(index) is not int:
+                self._skip("choices[].index", index, "an integer")
                 continue
-            if value is not None or key not in state.fields:
-                state.fields[key] = plain(value)
+            state = self._choices.get(index)
+            if state is None:
+                state = self._choices[index] = _Choice(self._skip)
+            if not choice.keys() <= _CHOICE_FIELDS:
+                state.keep_fields(choice)
+            self._merge_choice(choice, state)
+
+    def _merge_choice(self, choice: dict[str, Any], state: _Choice) -> None:
         delta = choice.get("delta")
         if delta is not None:
             if type(delta) is not dict:

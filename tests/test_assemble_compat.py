@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from streamscope.assemble import Assembler, assemble_sse
-from test_assemble_conformance import CONFORMANCE, payloads
+from test_assemble_conformance import CONFORMANCE, payloads, read_stream
 
 COMPAT = CONFORMANCE / "compat-streams"
 STREAMS = sorted(COMPAT.glob("*.sse"))
@@ -36,10 +36,7 @@ NO_CORPUS = "the compat corpus (../shared/conformance/compat-streams) is not her
 
 
 def raw_stream(name: str) -> bytes:
-    path = COMPAT / f"{name}.sse"
-    if not path.exists():
-        pytest.skip(NO_CORPUS)
-    return path.read_bytes()
+    return read_stream(COMPAT, name, NO_CORPUS)
 
 
 def message(content: str | None, **fields: Any) -> dict[str, Any]:

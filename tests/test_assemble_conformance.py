@@ -27,11 +27,16 @@ STREAMS = sorted(CORPUS.glob("*.sse"))
 NO_CORPUS = "the conformance corpus (../shared/conformance/openai-streams) is not here"
 
 
-def raw_stream(name: str) -> bytes:
-    path = CORPUS / f"{name}.sse"
+def read_stream(folder: Path, name: str, missing: str) -> bytes:
+    """The raw body of stream ``name`` in ``folder``; without it the test skips, saying ``missing``."""
+    path = folder / f"{name}.sse"
     if not path.exists():
-        pytest.skip(NO_CORPUS)
+        pytest.skip(missing)
     return path.read_bytes()
+
+
+def raw_stream(name: str) -> bytes:
+    return read_stream(CORPUS, name, NO_CORPUS)
 
 
 def payloads(raw: bytes) -> list[Any]:

@@ -13,11 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SEED = SHARED / "seed" / "how_to_stream_completions.txt"
-CORPUS = SHARED / "conformance" / "openai-streams"
-NO_CORPUS = f"the conformance corpus ({CORPUS}) is not here"
+from corpus import CORPUS, NO_CORPUS, SEED
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -86,6 +86,36 @@ def test_unknown_text_delta_fields_are_concatenated() -> None:
     assert (message["reasoning_content"], message["content"]) == ("thinking", "42")
 
 
+def test_unknown_delta_strings_join_unless_every_delta_repeats_one_value() -> None:
+    """An unknown text in pieces is joined; an unknown scalar repeated on each delta is kept once."""
+    events = [chunk(delta(thought="a", mode="fast")), chunk(delta(thought="b", mode="fast"))]
+    message = feed_all(events).snapshot()["choices"][0]["message"]
+    assert (message["thought"], message["mode"]) == ("ab", "fast")
+
+
+def test_whole_tool_calls_without_index_are_told_apart_by_id() -> None:
+    """Mistral sends each call whole, without an index; parallel calls in one delta."""
+    calls = [
+        {"id": "a", "function": {"name": "f", "arguments": "{}"}},
+        {"id": "b", "function": {"name": "g", "arguments": '{"x": 1}'}},
+    ]
+    message = feed_all([chunk(delta(tool_calls=calls, finish_reason="tool_calls"))]).snapshot()["choices"][0]
+    assert [(c["id"], c["type"], c["function"]["name"]) for c in message["message"]["tool_calls"]] == [
+        ("a", "function", "f"),
+        ("b", "function", "g"),
+    ]
+
+
+def test_fragments_without_index_continue_the_latest_call() -> None:
+    events = [
+        chunk(delta(tool_calls=[{"id": "a", "function": {"name": "f", "arguments": '{"x"'}}])),
+        chunk(delta(tool_calls=[{"function": {"arguments": ": 1}"}}])),
+        chunk(delta(tool_calls=[{"id": "a", "function": {"name": "f", "arguments": ""}}])),
+    ]
+    [call] = feed_all(events).snapshot()["choices"][0]["message"]["tool_calls"]
+    assert call["function"] == {"name": "f", "arguments": '{"x": 1}'}
+
+
 def test_legacy_completion_logprobs_extend() -> None:
     def piece(text: str, offset: int, finish_reason: str | None = None) -> dict[str, Any]:
         logprobs = {
@@ -121,8 +151,16 @@ def test_complete_needs_finish_reasons_and_done_from_raw_sse() -> None:
     assert without_done.reason == "the stream ended before data: [DONE]"
 
 
-def test_a_choice_without_finish_reason_is_incomplete() -> None:
+def test_a_choice_without_finish_reason_is_complete_once_done_arrived() -> None:
+    """[DONE] says the server sent everything (Snowflake Cortex never sends a finish_reason)."""
     result = assemble_sse(sse(chunk(delta(0, content="a")), chunk(delta(1, "stop", content="b")), "[DONE]"))
+    assert result.complete
+    assert [c["finish_reason"] for c in result.object["choices"]] == [None, "stop"]
+
+
+def test_without_done_a_choice_without_finish_reason_is_incomplete() -> None:
+    """The SDK's iterators swallow [DONE]: then every choice needs its finish_reason."""
+    result = feed_all([chunk(delta(0, content="a")), chunk(delta(1, "stop", content="b"))]).result()
     assert not result.complete
     assert result.reason == "choice 0 ended without a finish_reason"
 

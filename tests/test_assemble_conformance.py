@@ -14,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from corpus import payloads
 from streamscope.assemble import Assembler, assemble_sse
-from streamscope.sse import SSEDecoder
 
 
 def raw_stream(corpus_dir: Path, name: str) -> bytes:
     return (corpus_dir / f"{name}.sse").read_bytes()
-
-
-def payloads(raw: bytes) -> list[Any]:
-    """Each event's data, parsed (``"[DONE]"`` kept as the string)."""
-    decoder = SSEDecoder()
-    events = decoder.feed(raw) + decoder.close()
-    return [e.data if e.data.startswith("[DONE]") else json.loads(e.data) for e in events]
 
 
 def kind(raw: bytes) -> str:

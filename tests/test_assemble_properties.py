@@ -6,6 +6,10 @@
   comment, id, retry, unknown-field and extra blank lines) gives the same result.
 - A stream truncated after any event gives the result of that prefix of events,
   marked incomplete; truncated anywhere, it never raises once an event has arrived.
+- Any JSON value (null, booleans, integers of any size, NaN and infinities, strings
+  with lone surrogates, arrays, objects) put in any field of any event, at any depth,
+  or added as a new field: assembly returns a result whose object is JSON data, or
+  raises `StreamFormatError`; nothing else. So does feeding the events one by one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import functools
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
+from corpus import COMPAT_STREAMS, CORPUS_STREAMS, payloads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamscope.assemble import Assembler, AssembleResult, StreamFormatError, assemble_sse
@@ -143,3 +149,72 @@ def test_truncation_anywhere_keeps_every_whole_event(corpus_streams: list[Path],
         assert result.reason
     else:
         assert result == whole(path)
+
+
+# --- any JSON value in any field ----------------------------------------------------------
+
+ALL_STREAMS = CORPUS_STREAMS + COMPAT_STREAMS
+any_text = st.text(st.characters(exclude_categories=()), max_size=6)  # lone surrogates too
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text,  # NaN and infinities too
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def slots(value: Any) -> list[tuple[Any, Any]]:
+    """Every (container, key) in a JSON value, at every depth."""
+    found: list[tuple[Any, Any]] = []
+    stack = [value]
+    while stack:
+        container = stack.pop()
+        keys = list(container) if isinstance(container, dict) else range(len(container))
+        for key in keys:
+            found.append((container, key))
+            if isinstance(container[key], (dict, list)):
+                stack.append(container[key])
+    return found
+
+
+@st.composite
+def events_with_any_value_somewhere(draw: st.DrawFn) -> list[Any]:
+    raw = raw_of(draw(st.sampled_from(ALL_STREAMS or [Path("/nonexistent")])))
+    events = payloads(raw)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.sampled_from([i for i, e in enumerate(events) if isinstance(e, dict)]))
+        places = slots(events[at])
+        value = draw(json_values)
+        if places and draw(st.booleans()):
+            container, key = draw(st.sampled_from(places))
+            container[key] = value
+        else:
+            field = draw(st.sampled_from(["choices", "delta", "type", "output_index", "item", "x"]))
+            events[at][field] = value
+    return events
+
+
+def is_json_data(value: Any) -> bool:
+    json.dumps(value)  # raises TypeError on anything that is not JSON data (keys included)
+    return True
+
+
+@PROPERTY
+@given(events_with_any_value_somewhere())
+def test_any_json_value_in_any_field_is_a_result_or_a_stream_format_error(events: list[Any]) -> None:
+    data = [e if isinstance(e, str) else json.dumps(e) for e in events]
+    body = b"".join(b"data: " + d.encode("utf-8", "surrogatepass") + b"\n\n" for d in data)
+    try:
+        result = assemble_sse(body)
+    except StreamFormatError:
+        pass
+    else:
+        assert is_json_data(result.object)
+        assert all(isinstance(w, str) for w in result.warnings)
+        assert result.complete == (result.reason is None)
+    assembler = Assembler(require_done=True)
+    try:
+        for event in events:
+            assembler.feed(event)
+    except StreamFormatError:
+        return
+    assert is_json_data(assembler.result().object)

@@ -108,12 +108,14 @@ def model_of(chunk: Any) -> str | None:
 
 
 class NotJSON:
-    """The data of an SSE event that is neither JSON nor ``[DONE]``, as it came."""
+    """The data of an SSE event that is neither JSON nor ``[DONE]``, as it came; ``too_deep``
+    when it may be JSON, but nested deeper than Python's JSON reader can follow."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "too_deep")
 
-    def __init__(self, data: str) -> None:
+    def __init__(self, data: str, too_deep: bool = False) -> None:
         self.data = data
+        self.too_deep = too_deep
 
     def __repr__(self) -> str:
         return f"NotJSON({self.data!r})"
@@ -150,6 +152,9 @@ def _parsed(events: list[ServerSentEvent]) -> list[Any]:
             payload = loads(data)
         except ValueError:
             append(NotJSON(data))
+            continue
+        except RecursionError:
+            append(NotJSON(data, too_deep=True))
             continue
         if sse.event == "error" and type(payload) is dict and "type" not in payload:
             payload = payload if "error" in payload else {"error": payload}

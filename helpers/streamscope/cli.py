@@ -12,53 +12,69 @@ openai, plotly or jupyter. Messages go to stderr, one line each, without a trace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from .errors import StreamscopeError
 
-# ``assemble`` exit status: the stream is complete; the input is not an SSE stream of JSON events;
-# the stream ended early; it carried an error (in the last two the partial object is still printed).
-EXIT_COMPLETE, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_ERROR = 0, 2, 3, 4
+# ``assemble`` exit status: the stream is complete; the input is not an SSE stream of JSON events
+# (or cannot be read); the stream ended early; it carried an error (in the last two the partial object
+# is still printed); the result could not be written (stdout closed, or its reader went away).
+EXIT_COMPLETE, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_ERROR, EXIT_CANNOT_WRITE = 0, 2, 3, 4, 5
 
 
 def _say(command: str, message: str) -> None:
-    print(f"streamscope {command}: " + " ".join(message.split()), file=sys.stderr)
+    if sys.stderr is None:  # started with stderr closed: nothing can be said
+        return
+    with contextlib.suppress(OSError, ValueError):
+        print(f"streamscope {command}: " + " ".join(message.split()), file=sys.stderr, flush=True)
 
 
 def cli_assemble(args: argparse.Namespace) -> int:
-    """``python -m streamscope assemble PATH``."""
+    """``python -m streamscope assemble PATH``: the input is read in pieces while it is assembled,
+    so memory holds the assembled result, not the body; the output is always valid JSON
+    (`streamscope.json_output`); anything to say is one line on stderr: the status, then warnings."""
     from .assemble import StreamFormatError, assemble_sse
+    from .json_output import PIECE, discard_stdout, write_json
 
     path = args.path
+    name = "stdin" if path == "-" else path
     try:
-        if path == "-":
-            body = sys.stdin.buffer.read()
+        if path != "-":
+            file = open(path, "rb")  # noqa: SIM115 (closed by the `with` below)
+        elif sys.stdin is not None:
+            file = sys.stdin.buffer
         else:
-            with open(path, "rb") as file:
-                body = file.read()
+            raise OSError("it is closed")
+        with file:
+            result = assemble_sse(iter(partial(file.read, PIECE), b""))
     except OSError as exc:
-        _say("assemble", f"cannot read {path}: {exc.strerror or exc}")
+        _say("assemble", f"cannot read {name}: {exc.strerror or exc}")
         return EXIT_BAD_INPUT
-    try:
-        result = assemble_sse(body)
     except StreamFormatError as exc:
         _say("assemble", f"not an SSE stream of JSON events: {exc}")
         return EXIT_BAD_INPUT
-    text = json.dumps(result.object, ensure_ascii=False, indent=2) + "\n"
-    sys.stdout.buffer.write(text.encode())
-    sys.stdout.flush()
-    for warning in result.warnings:
-        _say("assemble", "warning: " + warning)
+    try:
+        write_json(result.object)
+    except (OSError, ValueError) as exc:  # ValueError: writing to a closed file
+        _say("assemble", f"cannot write the result: {getattr(exc, 'strerror', None) or exc}")
+        discard_stdout()
+        return EXIT_CANNOT_WRITE
     if result.error is not None:
-        _say("assemble", result.reason or "the stream carried an error")
-        return EXIT_ERROR
-    if not result.complete:
-        _say("assemble", f"the stream ended early: {result.reason}")
-        return EXIT_INCOMPLETE
-    return EXIT_COMPLETE
+        status, code = result.reason or "the stream carried an error", EXIT_ERROR
+    elif not result.complete:
+        status, code = f"the stream ended early: {result.reason}", EXIT_INCOMPLETE
+    else:
+        status, code = "", EXIT_COMPLETE
+    said = [status] if status else []
+    said += ["warning: " + warning for warning in result.warnings]
+    if said:
+        _say("assemble", "; ".join(said))
+    return code
 
 
 def cli_serve(args: argparse.Namespace) -> int:
@@ -189,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "assemble",
         help="assemble a raw SSE response body into its final object (JSON on stdout)",
         description="Exit 0: complete; 3: the stream ended early; 4: it carried an error; "
-        "2: the input is not an SSE stream of JSON events.",
+        "2: the input is not an SSE stream of JSON events; 5: the result could not be written.",
     )
     p.add_argument("path", help="a file holding one raw SSE response body, or - for stdin")
     p.set_defaults(func=cli_assemble)

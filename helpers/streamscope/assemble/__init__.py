@@ -17,12 +17,18 @@ SSE response body, and `assemble_events` from any iterable of events, keeping wh
 arrived when the iteration breaks.
 
 "Complete" is about the transport: the server sent everything it meant to send.
-A chat stream is complete when every choice has a ``finish_reason`` (and, read from
-raw SSE, ``data: [DONE]`` arrived); a Responses stream when its terminal event
-arrived. A response cut by ``max_tokens`` (``finish_reason: "length"``, or
+Read from raw SSE, a chat or completions stream is complete when ``data: [DONE]``
+arrived (some servers never send a ``finish_reason``; that choice's stays null); fed
+events without the marker (the SDK's iterators swallow it), when every choice has a
+``finish_reason``. A Responses stream is complete when its terminal event arrived.
+A response cut by ``max_tokens`` (``finish_reason: "length"``, or
 ``response.incomplete``) is a complete stream of a truncated answer. A stream that
 carried an error is never complete; its ``error`` is kept and its message is the
 ``reason``. Nothing that arrived is dropped.
+
+Servers other than OpenAI differ in where they put things; the rules for each (usage
+in ``x_groq``, reasoning under ``reasoning_content`` or ``reasoning``, thinking parts,
+repeated fields) are in ``_choices``'s docstring and the README's table.
 """
 
 from ..errors import StreamFormatError

@@ -17,7 +17,7 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
     Raises `StreamFormatError` when the input is not an SSE stream of JSON events.
     """
     if isinstance(data, str):
-        data = data.encode()
+        data = data.encode("utf-8", "surrogatepass")  # a lone surrogate: U+FFFD, as invalid UTF-8 is
     pieces: Iterable[bytes] = [bytes(data)] if isinstance(data, (bytes, bytearray, memoryview)) else data
     assembler = Assembler(require_done=True)
     feed = assembler.feed
@@ -53,7 +53,8 @@ def assemble_sse(data: bytes | str | Iterable[bytes]) -> AssembleResult:
 
 def _not_an_object(payload: Any, seen: int, assembler: Assembler) -> StreamFormatError:
     if type(payload) is NotJSON:
-        return StreamFormatError(f"event {seen} is not JSON: {payload.data[:60]!r}", assembler.result())
+        what = "is JSON nested too deeply to read" if payload.too_deep else "is not JSON"
+        return StreamFormatError(f"event {seen} {what}: {payload.data[:60]!r}", assembler.result())
     data = json.dumps(payload)
     return StreamFormatError(f"event {seen} is not a JSON object: {data[:60]!r}", assembler.result())
 

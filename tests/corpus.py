@@ -1,0 +1,38 @@
+"""The read-only files of ``../shared`` that tests read: the seed and the two conformance corpora.
+
+``conftest.py`` turns them into fixtures that skip where ``../shared`` is absent; test modules
+that need a path or a stream's events at collection time import them from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamscope.sse import SSEDecoder
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SEED = SHARED / "seed" / "how_to_stream_completions.txt"
+CORPUS = SHARED / "conformance" / "openai-streams"
+COMPAT = SHARED / "conformance" / "compat-streams"
+NO_CORPUS = f"the conformance corpus ({CORPUS}) is not here"
+NO_COMPAT = f"the compat corpus ({COMPAT}) is not here"
+CORPUS_STREAMS = sorted(CORPUS.glob("*.sse"))
+COMPAT_STREAMS = sorted(COMPAT.glob("*.sse"))
+
+
+def read_stream(folder: Path, name: str, missing: str) -> bytes:
+    """The raw body of stream ``name`` in ``folder``; without it the test skips, saying ``missing``."""
+    path = folder / f"{name}.sse"
+    if not path.exists():
+        pytest.skip(missing)
+    return path.read_bytes()
+
+
+def payloads(raw: bytes) -> list[Any]:
+    """Each event's data, parsed (``"[DONE]"`` kept as the string)."""
+    decoder = SSEDecoder()
+    events = decoder.feed(raw) + decoder.close()
+    return [e.data if e.data.startswith("[DONE]") else json.loads(e.data) for e in events]

@@ -15,31 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from streamscope import charts
 from streamscope.charts import CSS_CHART, CSS_CONTAINER, CSS_TEXT, LiveChart, preload
-
-PIECES = [f"{i}, " for i in range(1, 41)]
-
-
-def _chunk(delta: dict, finish_reason: str | None = None) -> dict:
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "test-only",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-    }
-
-
-def chunk_source(
-    pieces: list[str] = PIECES, gap: float = 0.001, fail_after: int | None = None
-) -> Iterator[dict]:
-    """A test-only stream: a role chunk, one chunk per piece, a finish chunk; optionally breaks."""
-    yield _chunk({"role": "assistant"})
-    for i, piece in enumerate(pieces):
-        if fail_after is not None and i == fail_after:
-            raise ConnectionError("connection dropped by the test source")
-        time.sleep(gap)
-        yield _chunk({"content": piece})
-    yield _chunk({}, "stop")
+from synthetic_streams import PIECES, chunk, chunk_source
 
 
 def _chart(**kwargs) -> LiveChart:
@@ -96,12 +72,12 @@ def test_redraws_happen_while_the_stream_is_still_arriving():
     seen_mid_stream = []
 
     def waits_for_a_redraw() -> Iterator[dict]:
-        yield _chunk({"content": "first"})
+        yield chunk({"content": "first"})
         deadline = time.monotonic() + 30
         while chart.updates == 0 and time.monotonic() < deadline:
             time.sleep(0.001)
         seen_mid_stream.append((chart.updates, chart.text))
-        yield _chunk({"content": " second"})
+        yield chunk({"content": " second"})
 
     chart.run(waits_for_a_redraw)
     assert seen_mid_stream == [(1, "first")]
@@ -199,10 +175,10 @@ def test_interrupt_keeps_what_arrived_stops_the_reader_and_reraises():
 
     def endless() -> Iterator[dict]:
         try:
-            yield _chunk({"content": "so far"})
+            yield chunk({"content": "so far"})
             while True:
                 time.sleep(0.001)
-                yield _chunk({"content": "."})
+                yield chunk({"content": "."})
         finally:
             closed.set()
 
@@ -242,9 +218,9 @@ def test_final_figure_state_is_synced_for_views_opened_later():
 
 
 async def _async_source(fail_after: int | None = None) -> AsyncIterator[dict]:
-    for chunk in chunk_source(gap=0, fail_after=fail_after):
+    for piece in chunk_source(gap=0, fail_after=fail_after):
         await asyncio.sleep(0.001)
-        yield chunk
+        yield piece
 
 
 def test_run_async_charts_an_async_stream_created_by_a_coroutine():

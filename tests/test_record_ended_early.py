@@ -20,7 +20,7 @@ from streamscope.cli import main
 from streamscope.recording import Recording
 from streamscope.replay import ReplayServer
 from synthetic_recordings import CHAT_BODY, PROMPT, synthetic_chat_recording
-from test_replay_faults import raw_until_broken
+from wire import raw_until_broken
 
 CANARY = "sk-canary-0d6c2b9e41a7f358"
 SHORTHAND = ["--model", "gpt-test", "--message", PROMPT]

@@ -16,8 +16,8 @@ import pytest
 from streamscope.recording import Event, Incomplete, Recording
 from streamscope.replay import FAULT_HEADER, REQUEST_ID_HEADER, SPEED_HEADER, ReplayServer
 from synthetic_recordings import CHAT_BODY, PROMPT, WORDS, synthetic_chat_recording
+from wire import CHAT, raw_until_broken
 
-CHAT = "/chat/completions"
 RESPONSES_BODY = {"model": "gpt-test", "input": PROMPT, "stream": True}
 
 
@@ -69,17 +69,6 @@ def sent_line(server: ReplayServer, response: httpx2.Response | openai.Stream) -
         if line["state"] != "sending" or time.monotonic() > deadline:
             return line
         time.sleep(0.01)
-
-
-def raw_until_broken(server: ReplayServer, body: dict, **headers: str) -> tuple[bytes, Exception | None]:
-    received, broke = b"", None
-    with httpx2.stream("POST", server.base_url + CHAT, json=body, headers=headers) as response:
-        try:
-            for piece in response.iter_raw():
-                received += piece
-        except httpx2.HTTPError as exc:
-            broke = exc
-    return received, broke
 
 
 def test_cut_after_n_drops_the_connection_after_n_events(server: ReplayServer) -> None:

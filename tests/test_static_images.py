@@ -17,7 +17,7 @@ import pytest
 from streamscope import charts
 from streamscope.charts import LiveChart, itl_histogram
 from streamscope.static_charts import histogram_png, image_bundle, png_size, timeline_png
-from test_live import PIECES, chunk_source
+from synthetic_streams import PIECES, chunk_source
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 STREAMED_RGB = (0x63, 0x6E, 0xFA)  # the streamed curve's and the histogram bars' colour

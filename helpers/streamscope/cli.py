@@ -30,6 +30,17 @@ def _record(args: argparse.Namespace) -> int:
     return cli_record(args)
 
 
+def _models(args: argparse.Namespace) -> int:
+    from .local import LocalServerError, fetch_models
+
+    try:
+        fetch_models()
+    except LocalServerError as exc:
+        print(f"streamscope models: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from .recording import RECORDINGS_DIR, iter_recordings
 
@@ -65,14 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     p = commands.add_parser("record", help="make a real request and save it as a recording")
-    p.add_argument("--backend", default=None, help='"openai" or a base URL (default: $STREAMSCOPE_BACKEND)')
+    p.add_argument(
+        "--backend", default=None, help='"openai", "local" or a base URL (default: $STREAMSCOPE_BACKEND)'
+    )
     p.add_argument("--path", default="/v1/chat/completions", help="API path (default: %(default)s)")
     p.add_argument("--body", default=None, help="request body as a JSON file, or - for stdin")
     p.add_argument("--model", default=None, help="shorthand: model for a chat request")
     p.add_argument("--message", default=None, help="shorthand: user message for a chat request")
     p.add_argument("--name", required=True, help="recording name (the file's stem)")
     p.add_argument("--out", default=".", help="folder to write NAME.json into (default: .)")
+    p.add_argument("--notes", default=None, help="added to the provenance notes (what this server does)")
     p.set_defaults(func=_record)
+
+    p = commands.add_parser(
+        "models", help="download and check the local backend's models (once, into a cache folder)"
+    )
+    p.set_defaults(func=_models)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")
     p.add_argument("--recordings", default=None, help="folder of recordings (default: the package's)")

@@ -3,7 +3,9 @@
 ``record(path, body, name=...)`` (or ``python -m streamscope record``) sends ``body``
 to ``path`` on a live backend (``openai`` or the base URL of any OpenAI-compatible
 server; see ``streamscope.backend``), streams the response, and writes
-``NAME.json`` in the recording format (``streamscope.recording``).
+``NAME.json`` in the recording format (``streamscope.recording``). On the ``local``
+backend it starts the local server, and the provenance also names the server's
+version, the model file and its sha256, the CPU and the threads.
 
 Timing: the clock (``time.perf_counter``) starts just before the request is sent;
 each SSE event's ``t`` is when the read that completed it (its terminating blank
@@ -32,7 +34,8 @@ from urllib.parse import urlsplit
 import httpx2
 
 from . import __version__
-from .backend import BackendError, api_key_for, resolve
+from .backend import BackendError, active_backend, api_key_for, resolve
+from .local import LocalServerError
 from .recording import Event, Recording, api_path
 from .sse import SSEDecoder
 from .timing import model_of
@@ -158,18 +161,25 @@ def record(
     out_dir: str | Path = ".",
     backend: str | None = None,
     source: str | None = None,
+    notes: str | None = None,
 ) -> Recording:
-    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``."""
+    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``.
+
+    ``notes`` (what this server does differently, say) is added to the provenance's notes.
+    """
     if not _NAME.fullmatch(name):
         raise ValueError(
             f"recording name {name!r}: use letters, digits, '.', '_' and '-' (it is the file's stem)"
         )
     kind, base_url = resolve(backend)
-    if kind == "replay" or base_url is None:
+    if kind == "replay":
         raise BackendError(
-            "recording needs a live server: pass backend='openai' (with OPENAI_API_KEY) or the base URL of "
-            "an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
+            "recording needs a live server: pass backend='openai' (with OPENAI_API_KEY), 'local', or the "
+            "base URL of an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
         )
+    if kind == "local":
+        base_url = active_backend(backend).base_url
+    assert base_url is not None
     api_key = api_key_for(kind)
     full_path = api_path(path)
     url = base_url + full_path.removeprefix("/v1")
@@ -184,20 +194,36 @@ def record(
             response_body = text
         model = response_body.get("model") if isinstance(response_body, dict) else None
     server = urlsplit(base_url).hostname or base_url
+    model = model or body.get("model", "?")
+    clock = time.get_clock_info("perf_counter")
+    provenance = {
+        "source": source or f"recorded with `streamscope record` from {server}",
+        "server": server,
+        "model": model,
+        "date": datetime.now(UTC).date().isoformat(),
+        "method": "recorded",
+        "timing_resolution_s": 1e-6,
+        "notes": " ".join(
+            filter(
+                None,
+                (
+                    f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() "
+                    f"({clock.implementation}, resolution {clock.resolution:g} s, stored rounded to 1 us) "
+                    "when the read holding the event's last byte returned, from just before the request "
+                    "was sent.",
+                    notes,
+                ),
+            )
+        ),
+    }
+    if kind == "local":
+        from .local import shared_local_server
+
+        provenance.update(shared_local_server().provenance(str(body.get("model", ""))))
+        provenance["source"] = source or "recorded with `streamscope record` from the local backend"
     recording = Recording(
         name=name,
-        provenance={
-            "source": source or f"recorded with `streamscope record` from {server}",
-            "server": server,
-            "model": model or body.get("model", "?"),
-            "date": datetime.now(UTC).date().isoformat(),
-            "method": "recorded",
-            "timing_resolution_s": 1e-6,
-            "notes": (
-                f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() when the "
-                "read holding the event's last byte returned, from just before the request was sent."
-            ),
-        },
+        provenance=provenance,
         request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
         status=exchange.status,
         headers=kept_headers(exchange.headers),
@@ -234,8 +260,15 @@ def cli_record(args: argparse.Namespace) -> int:
     """``python -m streamscope record``. Exit 0: saved; 1: saved, but the server answered an error;
     2: nothing saved (bad input, or the request failed)."""
     try:
-        rec = record(args.path, _body_from(args), name=args.name, out_dir=args.out, backend=args.backend)
-    except (ValueError, RecordError, OSError) as exc:
+        rec = record(
+            args.path,
+            _body_from(args),
+            name=args.name,
+            out_dir=args.out,
+            backend=args.backend,
+            notes=args.notes,
+        )
+    except (ValueError, RecordError, LocalServerError, OSError) as exc:
         print(f"streamscope record: {exc}", file=sys.stderr)
         return 2
     where = Path(args.out) / f"{rec.name}.json"

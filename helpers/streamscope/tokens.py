@@ -9,7 +9,9 @@ tiktoken's cache when present; otherwise :class:`TokenizerUnavailable` says how 
 
 Chat prompts cost more than their text: each message is wrapped in format tokens and the
 reply is primed. :func:`count_chat_prompt_tokens` follows the OpenAI Cookbook's
-``num_tokens_from_messages`` ("How to count tokens with tiktoken").
+``num_tokens_from_messages`` ("How to count tokens with tiktoken"). For a model those rules
+do not cover (a local model, another vendor's) it raises :class:`ChatFormatUnknown`, a kind of
+:class:`TokenizerUnavailable`, rather than guess.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CL100K_BASE_SHA256",
+    "ChatFormatUnknown",
     "TokenizerUnavailable",
     "count_chat_prompt_tokens",
     "count_text_tokens",
@@ -44,6 +47,10 @@ _BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 
 class TokenizerUnavailable(LookupError):
     """No tiktoken encoding can be loaded for this model or name without a download."""
+
+
+class ChatFormatUnknown(TokenizerUnavailable, ValueError):
+    """The Cookbook's chat-format rules do not cover this model (a local or another vendor's model)."""
 
 
 def get_encoding(name: str, *, download: bool = True) -> tiktoken.Encoding:
@@ -126,9 +133,9 @@ def _chat_format_overhead(model: str) -> tuple[int, int]:
         return 4, -1
     if model.startswith(("gpt-3.5-turbo", "gpt-4")):
         return 3, 1
-    raise ValueError(
+    raise ChatFormatUnknown(
         f"no known chat-format overhead for model {model!r}: the Cookbook rules cover the "
-        "gpt-3.5-turbo and gpt-4 families"
+        "gpt-3.5-turbo and gpt-4 families; the count to trust is the server's own usage.prompt_tokens"
     )
 
 

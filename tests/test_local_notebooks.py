@@ -46,7 +46,7 @@ print(json.dumps([
 
 def _why_not_runnable() -> str | None:
     if importlib.util.find_spec("llama_cpp") is None:
-        return f"the local backend's extra is not installed: run {local.INSTALL_COMMAND}"
+        return f"the local backend's extra is not installed: {local.INSTALL_COMMAND}"
     try:
         for model in local.MODELS:
             local.model_path(model)

@@ -179,7 +179,8 @@ def model(recorded: str, *, live: str | None = None, backend: str | None = None)
     On a live backend the recorded model may be retired (``text-davinci-002`` is), so it is
     ``$STREAMSCOPE_MODEL`` if set (for a local server's own model names), else ``live``, else
     ``recorded``. On ``local`` it is the local server's model for that endpoint: its chat model,
-    or its base model for a completions-only name such as ``text-davinci-002``.
+    or its base model for a completions-only name such as ``text-davinci-002``; that model is
+    loaded now, so that the notebook's first timed request does not include loading it.
     """
     kind, _ = resolve(backend)
     if kind == "replay":
@@ -187,9 +188,12 @@ def model(recorded: str, *, live: str | None = None, backend: str | None = None)
     if chosen := os.environ.get(MODEL_ENV, "").strip():
         return chosen
     if kind == "local":
-        from .local import model_for
+        from .local import model_for, shared_local_server
 
-        return model_for(recorded)
+        # The server holds one model at a time: load this one now, not during the first timed request.
+        name = model_for(recorded)
+        shared_local_server().load(name)
+        return name
     return live or recorded
 
 

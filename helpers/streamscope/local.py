@@ -37,6 +37,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -62,14 +63,21 @@ __all__ = [
 ]
 
 SERVER_PACKAGE = "llama-cpp-python"
-INSTALL_COMMAND = "make local (or: pip install -e '.[local]')"
+INSTALL_COMMAND = "run make local (or: pip install -e '.[local]')"
 FETCH_COMMAND = "python -m streamscope models"
+# The Makefile builds llama-cpp-python without -march=native (see LLAMA_CMAKE_ARGS there).
+REBUILD_COMMAND = "make local-install LLAMA_REBUILD=1"
 MODELS_DIR_ENV = "STREAMSCOPE_MODELS_DIR"
 PORT_ENV = "STREAMSCOPE_LOCAL_PORT"
 # Loading a model file and warming up takes about 1.6 s here; a busy machine may need far more.
 READY_TIMEOUT_S = 120.0
 # What the server needs beyond llama_cpp itself (its [server] extra).
 _SERVER_MODULES = ("llama_cpp", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+
+
+# The ready check's prompt: several tokens, since a one-token prompt does not reach the matrix code
+# where a wrongly built llama.cpp traps (measured: "1" passed, "0 1 2 3" died of SIGILL).
+_PROBE_PROMPT = ", ".join(str(n) for n in range(1, 33))
 
 
 class LocalServerError(RuntimeError):
@@ -237,7 +245,7 @@ def server_version() -> str:
     if missing:
         raise LocalServerError(
             f"the local backend needs llama-cpp-python[server] (missing: {', '.join(missing)}): "
-            f"run {INSTALL_COMMAND}"
+            f"{INSTALL_COMMAND}"
         )
     return metadata.version(SERVER_PACKAGE)
 
@@ -317,33 +325,63 @@ class LocalServer:
         self._wait_until_ready()
         return self
 
+    def load(self, alias: str) -> None:
+        """Make ``alias`` the model in memory (the server holds one and swaps on demand), so that the
+        next request to it is not timed with a model load."""
+        body = {"model": alias, "prompt": "1", "max_tokens": 1}
+        request = urllib.request.Request(
+            self.base_url + "/completions", json.dumps(body).encode(), {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=READY_TIMEOUT_S) as answer:
+            answer.read()
+
     def _wait_until_ready(self) -> None:
+        """Until the server lists its models, then until it has generated one token.
+
+        The token matters: a llama.cpp built for CPU features this machine reports but traps
+        (``-march=native`` turning on AMX in a VM) loads and answers ``/v1/models``, then dies
+        with SIGILL at the first generation.
+        """
         assert self.process is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
+        probes = [
+            urllib.request.Request(self.base_url + "/models"),
+            urllib.request.Request(
+                self.base_url + "/completions",
+                data=json.dumps({"model": CHAT_MODEL, "prompt": _PROBE_PROMPT, "max_tokens": 1}).encode(),
+                headers={"content-type": "application/json"},
+            ),
+        ]
+        while probes and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise LocalServerError(self._death_message())
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(self.base_url + "/models", timeout=1) as answer,
-            ):
+            with contextlib.suppress(OSError), urllib.request.urlopen(probes[0], timeout=30) as answer:
                 if answer.status == 200:
-                    return
+                    probes.pop(0)
+                    continue
             time.sleep(0.05)
-        self.stop()
-        raise LocalServerError(
-            f"the local server did not answer within {READY_TIMEOUT_S:.0f} s (log: {self.log_path})"
-        )
+        if probes:
+            self.stop()
+            raise LocalServerError(self._death_message() if self.process.poll() else self._timeout_message())
+
+    def _timeout_message(self) -> str:
+        return f"the local server did not answer within {READY_TIMEOUT_S:.0f} s (log: {self.log_path})"
 
     def _death_message(self) -> str:
+        assert self.process is not None
+        self.process.wait()
+        code = self.process.returncode
         lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
         last = lines[-1].strip() if lines else "no output"
         if "address already in use" in last.lower():
             return f"port {self.port} on 127.0.0.1 is busy: set {PORT_ENV} to a free port, or unset it"
-        return (
-            f"the local server exited at start (code {self.process.returncode if self.process else '?'}): "
-            f"{last} (log: {self.log_path}); reinstall with {INSTALL_COMMAND}"
-        )
+        if code == -signal.SIGILL:
+            return (
+                "the local server died of SIGILL (illegal instruction) at its first token: llama.cpp was "
+                f"built for CPU features this machine does not run; rebuild it with {REBUILD_COMMAND}"
+            )
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        return f"the local server exited at start ({how}): {last} (log: {self.log_path}); {INSTALL_COMMAND}"
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

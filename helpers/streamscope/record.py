@@ -178,7 +178,11 @@ def record(
             "base URL of an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
         )
     if kind == "local":
+        from .local import shared_local_server
+
         base_url = active_backend(backend).base_url
+        # Recorded with the model in memory, as a running server has it, not timed with its loading.
+        shared_local_server().load(str(body.get("model", "")))
     assert base_url is not None
     api_key = api_key_for(kind)
     full_path = api_path(path)
@@ -217,8 +221,6 @@ def record(
         ),
     }
     if kind == "local":
-        from .local import shared_local_server
-
         provenance.update(shared_local_server().provenance(str(body.get("model", ""))))
         provenance["source"] = source or "recorded with `streamscope record` from the local backend"
     recording = Recording(

@@ -6,7 +6,7 @@ PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(PYPROJECT_SUM)
 LOCAL_STAMP := $(VENV)/.local-$(PYPROJECT_SUM)
 
-.PHONY: lab test notebooks local local-install FORCE
+.PHONY: lab test notebooks local local-install
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines). The server's root
 # is the repository, as on Binder, and the first page is notebook 01.
@@ -43,25 +43,8 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# llama-cpp-python is built here, into our own wheel folder, without -march=native: on this kind of
-# machine the CPU reports AMX, which the VM traps, and a native build dies of SIGILL at its first
-# token. pip's own wheel cache is keyed by the sdist alone (not by CMAKE_ARGS), so a native wheel
-# there could be picked instead: hence --no-cache-dir, --find-links and the explicit install.
-LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([^"]*\)".*/\1/p' pyproject.toml)
-LLAMA_WHEELS := $(HOME)/.cache/streamscope/wheels
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-
-# LLAMA_REBUILD=1 builds the wheel again (and reinstalls) even where the stamp is up to date.
-$(LOCAL_STAMP): $(STAMP) $(if $(LLAMA_REBUILD),FORCE)
-	$(if $(LLAMA_REBUILD),rm -f $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl)
-	ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/python -m pip wheel --no-deps --no-cache-dir \
-		--wheel-dir $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
-	$(VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps \
-		$(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
-	$(VENV)/bin/python -m pip install --quiet --find-links $(LLAMA_WHEELS) -e '.[test,local]'
+$(LOCAL_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,local]'
 	$(VENV)/bin/python -m streamscope models
 	rm -f $(VENV)/.local-*
 	touch $@
-
-FORCE:

@@ -43,6 +43,9 @@ record local-smollm2-chat-tool-call-stream /v1/chat/completions \
 record local-smollm2-chat-error /v1/chat/completions \
     "An error answer: messages given as a string, not a list. The server answers HTTP 500 (a validation error would be 400 elsewhere) with an OpenAI-shaped error body." \
     "{$CHAT, \"messages\": \"What's 1+1?\", \"stream\": true}" || test $? -eq 1  # exit 1: saved, an error answer
+record local-smollm2-chat-n2-include-usage-stream /v1/chat/completions \
+    "Asked for n=2 and include_usage: the server sends one choice and no usage chunk, and says nothing about either." \
+    "{$CHAT, $ONE_PLUS_ONE, \"temperature\": 0, \"n\": 2, \"stream_options\": {\"include_usage\": true}, \"stream\": true}"
 record local-gemma3-completion-count-stream /v1/completions \
     "Gemma 3 270M is a base model: it continues the prompt; at temperature 0 it counts on." \
     '{"model": "gemma-3-270m", "prompt": "1,2,3,", "max_tokens": 193, "temperature": 0, "stream": true}'

@@ -18,7 +18,8 @@ the ``STREAMSCOPE_BACKEND`` environment variable:
 
 ``model(recorded, live=...)`` names the model to ask for: the recorded one on replay, the
 local server's chat or completions model on ``local``, on another live backend
-``STREAMSCOPE_MODEL`` or a current model.
+``STREAMSCOPE_MODEL`` or a current model. ``prompt(recorded, local=...)`` does the same for a
+prompt the local model would not follow as the recordings' models did.
 
 Replay speed comes from ``speed=`` or else ``STREAMSCOPE_SPEED`` (1 = as recorded,
 2 = twice as fast, 0 = no waiting); each client sends it to the shared server with
@@ -195,6 +196,17 @@ def model(recorded: str, *, live: str | None = None, backend: str | None = None)
         shared_local_server().load(name)
         return name
     return live or recorded
+
+
+def prompt(recorded: str, *, local: str, backend: str | None = None) -> str:
+    """The prompt a notebook sends: ``recorded`` (the recordings answer only it), or ``local`` on the
+    ``local`` backend, whose small model needs plainer words for the same task.
+
+    SmolLM2 135M answers the seed's "Count to 100, with a comma between each number ..." with
+    ``1, 2, 3, ...`` and stops; a notebook shows both prompts, so the reader sees what was asked.
+    """
+    kind, _ = resolve(backend)
+    return local if kind == "local" else recorded
 
 
 def last_source(backend: str | None = None) -> str:

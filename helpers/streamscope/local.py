@@ -65,8 +65,8 @@ __all__ = [
 SERVER_PACKAGE = "llama-cpp-python"
 INSTALL_COMMAND = "run make local (or: pip install -e '.[local]')"
 FETCH_COMMAND = "python -m streamscope models"
-# The Makefile builds llama-cpp-python without -march=native (see LLAMA_CMAKE_ARGS there).
-REBUILD_COMMAND = "make local-install LLAMA_REBUILD=1"
+# A wheel built on another machine may use instructions this one lacks: build one here, not cached.
+REBUILD_COMMAND = "pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36"
 MODELS_DIR_ENV = "STREAMSCOPE_MODELS_DIR"
 PORT_ENV = "STREAMSCOPE_LOCAL_PORT"
 # Loading a model file and warming up takes about 1.6 s here; a busy machine may need far more.
@@ -282,6 +282,13 @@ def _port() -> int:
         return probe.getsockname()[1]
 
 
+def _child_environment() -> dict[str, str]:
+    # llama.cpp's OpenMP threads spin while they wait for each other: on a shared, busy machine
+    # (load 10 on 2 cores, measured) that gave 0.7 tokens/s on 2 threads; with waiting threads
+    # asleep (PASSIVE), 27 tokens/s on the same machine a minute later.
+    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+
+
 class LocalServer:
     """llama-cpp-python's server in a child process, serving :data:`MODELS` on 127.0.0.1."""
 
@@ -317,6 +324,7 @@ class LocalServer:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command,
+                env=_child_environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -378,7 +386,8 @@ class LocalServer:
         if code == -signal.SIGILL:
             return (
                 "the local server died of SIGILL (illegal instruction) at its first token: llama.cpp was "
-                f"built for CPU features this machine does not run; rebuild it with {REBUILD_COMMAND}"
+                "built for CPU features this machine does not run; build it for this CPU with "
+                f"{REBUILD_COMMAND}"
             )
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
         return f"the local server exited at start ({how}): {last} (log: {self.log_path}); {INSTALL_COMMAND}"
@@ -409,6 +418,8 @@ class LocalServer:
             "model_source": f"{', '.join(sorted({p.package + ' ' + p.version for p in model.parts}))} (PyPI)",
             "cpu": cpu_model(),
             "threads": self.threads,
+            # A shared machine: other work slows the model down, so say how busy it was.
+            "load_average_1min": round(os.getloadavg()[0], 2),
         }
 
 
@@ -436,8 +447,30 @@ def _exit_when_orphaned(parent_pid: int) -> None:
     os._exit(0)  # the parent is gone: no atexit, no graceful shutdown to wait for
 
 
+def _without_extra_buffer_types() -> None:
+    """Load models without ggml's extra buffer types (weight repacking, AMX among them).
+
+    A llama.cpp built with ``-march=native`` (pip's default build) on a machine whose CPU reports
+    AMX uses AMX tiles through one of those buffer types; in this kind of VM the tile instructions
+    trap (SIGILL at ``tileloadd`` in libggml-cpu, at the first prompt of a few tokens). The switch is
+    llama.cpp's own model parameter ``use_extra_bufts``, which llama-cpp-python does not expose, so
+    the defaults it starts from are changed here, in the server's process only.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    defaults = lib.llama_model_default_params
+
+    def model_params() -> lib.llama_model_params:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = model_params
+
+
 def _serve_child(config_path: str, parent_pid: int) -> None:
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    _without_extra_buffer_types()
     from llama_cpp.server.__main__ import main
 
     sys.argv = ["python -m llama_cpp.server", "--config_file", config_path]

@@ -4,21 +4,23 @@
    and records one stream with the project's recorder (``streamscope.record.record``, the code
    behind ``python -m streamscope record``): "Write the numbers from 1 to 50, separated by
    commas." at temperature 0, about 190 events, one token each, a dense schedule (a chunk every
-   12-15 ms), timed to the microsecond.
+   12-15 ms on a quiet machine, 40-50 ms on a busy one), timed to the microsecond.
 2. Replays that recording at speed 1 through ``python -m streamscope serve`` (a subprocess),
    several rounds, and takes each event's arrival *at the wire*: one raw socket, a timestamp per
    ``recv()``, nothing parsed until the stream is over (HTTP/1.0, so no chunked framing).
    Figure: p99 over the events of |(arrival - first arrival) - (t - first t)|, in ms.
-3. The floor: the live server against itself. Two identical requests (temperature 0, same
+3. The floors. The live server against itself. Two identical requests (temperature 0, same
    tokens), each read at the wire the same way; p99 of the per-event difference between their
    schedules, both measured from their first event. That is how far a real server's own pace
    wanders from one run to the next: a replay closer than that to its recording is as faithful
-   as a measurement of the live server could tell.
+   as a measurement of the live server could tell. And the machine's: a bare sleep-and-spin loop
+   keeping the same schedule in this process (benchmarks/replay.py's ``timer_floor``), how late
+   any Python process wakes here and now.
 
 Target: replay within 1 ms p99 of the recorded schedule. Prints the figures; exits 0 unless it
 could not run (2), e.g. without the ``local`` extra (``make local``).
 
-Run: ``.venv/bin/python benchmarks/roundtrip.py`` (about 40 s).
+Run: ``.venv/bin/python benchmarks/roundtrip.py`` (about 40 s; 1.5 min on a busy machine).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ import sys
 import tempfile
 import time
 
-# benchmarks/replay.py: its percentile, its replay-server launcher and its free-port helper.
-from replay import _free_port, p99, start_server
+# benchmarks/replay.py: its percentile, priority, warm-up header, server launcher and free-port helper.
+from replay import WARM, _free_port, p99, raise_priority, start_server, timer_floor
 from streamscope.local import CHAT_MODEL, LocalServerError, shared_local_server
 from streamscope.record import RecordError, _EventSplitter, record
 
@@ -47,10 +49,17 @@ BODY = {
 }
 
 
-def wire_events(port: int, path: str, body: bytes) -> list[tuple[float, bytes]]:
-    """POST ``body`` on a raw socket; (seconds from sending, raw SSE event) per event, timed per recv()."""
+def wire_events(
+    port: int, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> list[tuple[float, bytes]]:
+    """POST ``body`` on a raw socket; (seconds from sending, raw SSE event) per data event, timed per recv().
+
+    Comment events are left out: sse-starlette sends ``: ping`` every 15 s, which a slow live
+    stream on a busy machine may get and its twin not.
+    """
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     request = (
-        f"POST {path} HTTP/1.0\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+        f"POST {path} HTTP/1.0\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n{extra}"
         f"content-length: {len(body)}\r\n\r\n"
     ).encode() + body
     reads: list[tuple[float, bytes]] = []
@@ -71,7 +80,7 @@ def wire_events(port: int, path: str, body: bytes) -> list[tuple[float, bytes]]:
             splitter.buffer = b""
             if not head.startswith(b"HTTP/1.1 200") and not head.startswith(b"HTTP/1.0 200"):
                 raise SystemExit(f"FAIL: {head.splitlines()[0].decode()}")
-        events += [(t, raw) for raw in splitter.feed(data)]
+        events += [(t, raw) for raw in splitter.feed(data) if raw.startswith(b"data:")]
     return events
 
 
@@ -93,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
+    priority = raise_priority()  # before the servers start: they inherit it
     try:
         local = shared_local_server()
         with tempfile.TemporaryDirectory(prefix="streamscope-roundtrip-") as folder:
@@ -100,11 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             replay_port = _free_port()
             server = start_server(replay_port, folder)
             try:
-                recorded = [e.t for e in rec.events or []]
+                recorded = [e.t for e in rec.events or [] if e.raw.startswith("data:")]
                 body = json.dumps(BODY).encode()
+                wire_events(replay_port, rec.path, body, WARM)  # one-time costs outside the rounds
                 replays = [
                     differences_ms([t for t, _ in wire_events(replay_port, rec.path, body)], recorded)
                     for _ in range(args.rounds)
+                ]
+                floors_timer = [
+                    timer_floor([t - recorded[0] for t in recorded])[0] for _ in range(args.rounds)
                 ]
             finally:
                 server.terminate()
@@ -120,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     events = rec.events or []
     gaps = sorted(b.t - a.t for a, b in itertools.pairwise(events))
     print(f"server: {local.banner}")
+    print(f"priority: {priority}")
     print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"recorded: {len(events)} events over {events[-1].t:.3f} s; gap between events: median "
@@ -127,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(line("replay at speed 1 vs its recording (wire)", replays))
     print(line("live vs live, two identical requests (wire)", floors))
+    print(line("bare sleep-and-spin loop, same schedule", floors_timer))
     replay_p99 = statistics.median(p99(r) for r in replays)
     floor_p99 = statistics.median(p99(r) for r in floors)
     verdict = "met" if replay_p99 <= TARGET_P99_MS else "MISSED"
     print(
         f"median round: replay p99 {replay_p99:.3f} ms (target {TARGET_P99_MS:g} ms: {verdict}); "
-        f"live floor p99 {floor_p99:.3f} ms; ratio floor/replay {floor_p99 / replay_p99:.1f}x"
+        f"live floor p99 {floor_p99:.3f} ms; ratio floor/replay {floor_p99 / replay_p99:.1f}x; "
+        f"timer-loop p99 {statistics.median(p99(r) for r in floors_timer):.3f} ms (this machine's own jitter)"
     )
     return 0
 

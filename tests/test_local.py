@@ -28,17 +28,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _server_missing() -> str | None:
-    try:
-        local.server_version()
-        for model in local.MODELS:
-            local.model_path(model)
-    except local.LocalServerError as exc:
-        return str(exc)
-    return None
-
-
-needs_server = pytest.mark.skipif(_server_missing() is not None, reason=str(_server_missing()))
+needs_server = pytest.mark.skipif(local.unavailable() is not None, reason=str(local.unavailable()))
 
 
 def test_model_names_map_to_the_local_model_for_their_endpoint() -> None:

@@ -9,7 +9,6 @@ models are missing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -44,18 +43,7 @@ print(json.dumps([
 """
 
 
-def _why_not_runnable() -> str | None:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return f"the local backend's extra is not installed: {local.INSTALL_COMMAND}"
-    try:
-        for model in local.MODELS:
-            local.model_path(model)
-    except local.LocalServerError as exc:
-        return str(exc)
-    return None
-
-
-pytestmark = pytest.mark.skipif(_why_not_runnable() is not None, reason=str(_why_not_runnable()))
+pytestmark = pytest.mark.skipif(local.unavailable() is not None, reason=str(local.unavailable()))
 
 
 def _problems(cell: nbformat.NotebookNode) -> list[str]:

@@ -250,6 +250,17 @@ def server_version() -> str:
     return metadata.version(SERVER_PACKAGE)
 
 
+def unavailable() -> str | None:
+    """Why the local backend cannot start here (the extra or a model is missing), or None."""
+    try:
+        server_version()
+        for model in MODELS:
+            model_path(model)
+    except LocalServerError as exc:
+        return str(exc)
+    return None
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

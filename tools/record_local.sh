@@ -35,7 +35,7 @@ record local-smollm2-chat-count-to-50-max-tokens-stream /v1/chat/completions \
     "Cut by max_tokens: the last chunk's finish_reason is length." \
     "{$CHAT, $COUNT_50, \"temperature\": 0, \"max_tokens\": 16, \"stream\": true}"
 record local-smollm2-chat-logprobs-stream /v1/chat/completions \
-    "With logprobs each chunk carries its token's logprob and top_logprobs; generation is much slower than without (compare the pace with the other recordings)." \
+    "With logprobs each chunk carries its token's logprob and top_logprobs." \
     "{$CHAT, $ONE_PLUS_ONE, \"temperature\": 0, \"logprobs\": true, \"top_logprobs\": 3, \"stream\": true}"
 record local-smollm2-chat-tool-call-stream /v1/chat/completions \
     "A forced tool call (tool_choice names the function): the server constrains the output with a grammar, so the arguments parse. Every chunk repeats the tool call's id, type and function.name (concatenating them, as a naive merge does, repeats the name) and also carries a legacy function_call copy of the same fragment; the arguments arrive in fragments." \

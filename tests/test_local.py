@@ -82,6 +82,11 @@ def test_missing_model_names_the_command(monkeypatch: pytest.MonkeyPatch, tmp_pa
         local.model_path(local.MODELS[0])
 
 
+def test_a_notebook_shows_the_error_as_one_line() -> None:
+    error = local.LocalServerError("the local model is missing: run python -m streamscope models")
+    assert error._render_traceback_() == [f"LocalServerError: {error}"]
+
+
 def test_busy_port_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -83,6 +83,10 @@ _PROBE_PROMPT = ", ".join(str(n) for n in range(1, 33))
 class LocalServerError(RuntimeError):
     """The local server cannot run; the message names the command that fixes it, in one line."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook: a notebook shows this one line, not the frames that led here.
+        return [f"{type(self).__name__}: {self}"]
+
 
 @dataclass(frozen=True)
 class WheelMember:

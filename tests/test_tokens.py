@@ -168,6 +168,9 @@ def test_unknown_model():
         encoding_for_model("gemma-3-270m")
     with pytest.raises(ValueError, match="no known chat-format overhead"):
         count_chat_prompt_tokens([{"role": "user", "content": "hi"}], "text-davinci-002")
+    # A local model's name: the same plain answer, catchable with the tokenizer's own error.
+    with pytest.raises(TokenizerUnavailable, match=r"'smollm2-135m-instruct'.*usage\.prompt_tokens"):
+        count_chat_prompt_tokens([{"role": "user", "content": "hi"}], "smollm2-135m-instruct")
 
 
 def test_chat_overheads_by_family():

@@ -18,6 +18,7 @@ _LAZY = {
     "active_backend": "backend",
     "last_source": "backend",
     "model": "backend",
+    "prompt": "backend",
     "Recording": "recording",
     "load_recording": "recording",
 }

@@ -9,12 +9,17 @@ the ``STREAMSCOPE_BACKEND`` environment variable:
   recordings at their recorded pace. One server is shared by every client; it
   starts in a background thread on first use and stops when Python exits.
 - ``openai``: the live OpenAI API; needs ``OPENAI_API_KEY``.
+- ``local``: a real model on this CPU, no key, no network: llama-cpp-python's server in a
+  child process on 127.0.0.1, started on first use and stopped when Python exits (see
+  ``streamscope.local``; needs the optional extra, ``make local``).
 - a base URL, e.g. ``http://localhost:11434/v1`` (Ollama), ``http://localhost:8000/v1``
   (vLLM, llama.cpp server, LM Studio): any OpenAI-compatible server. A URL with no
   path gets ``/v1``. The key is ``OPENAI_API_KEY`` if set, else a placeholder.
 
-``model(recorded, live=...)`` names the model to ask for: the recorded one on replay, on a
-live backend ``STREAMSCOPE_MODEL`` or a current model.
+``model(recorded, live=...)`` names the model to ask for: the recorded one on replay, the
+local server's chat or completions model on ``local``, on another live backend
+``STREAMSCOPE_MODEL`` or a current model. ``prompt(recorded, local=...)`` does the same for a
+prompt the local model would not follow as the recordings' models did.
 
 Replay speed comes from ``speed=`` or else ``STREAMSCOPE_SPEED`` (1 = as recorded,
 2 = twice as fast, 0 = no waiting); each client sends it to the shared server with
@@ -50,7 +55,7 @@ PLACEHOLDER_KEY = "streamscope-no-key"
 _GO_LIVE = f"set {BACKEND_ENV}=openai or a base URL to go live"
 _GO_REPLAY = f"set {BACKEND_ENV}=replay to replay recordings"
 
-BackendKind = Literal["replay", "openai", "url"]
+BackendKind = Literal["replay", "openai", "local", "url"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Backend:
     kind: BackendKind
     base_url: str
     speed: float | None = None  # replay only
+    description: str | None = None  # local only: the server, its models and this CPU
 
     def __str__(self) -> str:
         if self.kind == "replay":
@@ -70,6 +76,8 @@ class Backend:
         if self.kind == "openai":
             where = f"live OpenAI API at {self.base_url}, key from OPENAI_API_KEY"
             return f"streamscope backend: {where} ({_GO_REPLAY})"
+        if self.kind == "local":
+            return f"streamscope backend: {self.description} ({_GO_REPLAY})"
         return f"streamscope backend: live OpenAI-compatible server at {self.base_url} ({_GO_REPLAY})"
 
 
@@ -103,17 +111,20 @@ def _speed(speed: float | None) -> float:
 
 
 def resolve(backend: str | None = None) -> tuple[BackendKind, str | None]:
-    """The backend kind and base URL a setting names (``None`` base URL: the shared replay server)."""
+    """The backend kind and base URL a setting names (``None``: the shared replay or local server)."""
     setting = (backend if backend is not None else os.environ.get(BACKEND_ENV, "")).strip()
     if setting.lower() in ("", "replay"):
         return "replay", None
     if setting.lower() == "openai":
         return "openai", OPENAI_BASE_URL
+    if setting.lower() == "local":
+        return "local", None
     if "://" in setting:
         return "url", _base_url(setting)
     raise BackendError(
         f'{BACKEND_ENV}={setting!r} is not a backend: use "replay" (the default), "openai" '
-        "(with OPENAI_API_KEY), or the base URL of an OpenAI-compatible server, e.g. http://localhost:11434/v1"
+        '(with OPENAI_API_KEY), "local" (a model on this CPU), or the base URL of an OpenAI-compatible '
+        "server, e.g. http://localhost:11434/v1"
     )
 
 
@@ -151,6 +162,11 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
     kind, base_url = resolve(backend)
     if kind == "replay":
         return Backend("replay", shared_replay_server().base_url, _speed(speed))
+    if kind == "local":
+        from .local import shared_local_server
+
+        server = shared_local_server()
+        return Backend("local", server.base_url, description=server.banner)
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
     assert base_url is not None
     return Backend(kind, base_url)
@@ -161,12 +177,34 @@ def model(recorded: str, *, live: str | None = None, backend: str | None = None)
 
     On a live backend the recorded model may be retired (``text-davinci-002`` is), so it is
     ``$STREAMSCOPE_MODEL`` if set (for a local server's own model names), else ``live``, else
-    ``recorded``.
+    ``recorded``. On ``local`` it is the local server's model for that endpoint: its chat model,
+    or its base model for a completions-only name such as ``text-davinci-002``; that model is
+    loaded now, so that the notebook's first timed request does not include loading it.
     """
     kind, _ = resolve(backend)
     if kind == "replay":
         return recorded
-    return os.environ.get(MODEL_ENV, "").strip() or live or recorded
+    if chosen := os.environ.get(MODEL_ENV, "").strip():
+        return chosen
+    if kind == "local":
+        from .local import model_for, shared_local_server
+
+        # The server holds one model at a time: load this one now, not during the first timed request.
+        name = model_for(recorded)
+        shared_local_server().load(name)
+        return name
+    return live or recorded
+
+
+def prompt(recorded: str, *, local: str, backend: str | None = None) -> str:
+    """The prompt a notebook sends: ``recorded`` (the recordings answer only it), or ``local`` on the
+    ``local`` backend, whose small model needs plainer words for the same task.
+
+    SmolLM2 135M answers the seed's "Count to 100, with a comma between each number ..." with
+    ``1, 2, 3, ...`` and stops; a notebook shows both prompts, so the reader sees what was asked.
+    """
+    kind, _ = resolve(backend)
+    return local if kind == "local" else recorded
 
 
 def last_source(backend: str | None = None) -> str:
@@ -175,6 +213,8 @@ def last_source(backend: str | None = None) -> str:
     Notebooks print it beside every result, so that each figure says what produced it.
     """
     kind, base_url = resolve(backend)
+    if kind == "local":
+        base_url = f"local server {active_backend(backend).base_url}"
     if kind != "replay":
         return f"source: live {base_url}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     served = shared_replay_server().last_served

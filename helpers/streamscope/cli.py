@@ -129,6 +129,18 @@ def _body_from(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def cli_models(args: argparse.Namespace) -> int:
+    """``python -m streamscope models``: download and check the local backend's models, once."""
+    from .local import LocalServerError, fetch_models
+
+    try:
+        fetch_models()
+    except LocalServerError as exc:
+        _say("models", str(exc))
+        return 2
+    return 0
+
+
 def cli_record(args: argparse.Namespace) -> int:
     """``python -m streamscope record``. Exit 0: saved; 1: saved, but the server answered an error;
     2: nothing saved (bad input, the name is taken, or the request failed); 3: saved, but the
@@ -220,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cli_serve)
 
     p = commands.add_parser("record", help="make a real request and save it as a recording")
-    p.add_argument("--backend", default=None, help='"openai" or a base URL (default: $STREAMSCOPE_BACKEND)')
+    p.add_argument(
+        "--backend", default=None, help='"openai", "local" or a base URL (default: $STREAMSCOPE_BACKEND)'
+    )
     p.add_argument("--path", default="/v1/chat/completions", help="API path (default: %(default)s)")
     p.add_argument("--body", default=None, help="request body as a JSON file, or - for stdin")
     p.add_argument("--model", default=None, help="shorthand: model for a chat request")
@@ -232,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default=None, help="provenance: a sentence added to the notes")
     p.add_argument("--force", action="store_true", help="replace NAME.json if it exists")
     p.set_defaults(func=cli_record)
+
+    p = commands.add_parser(
+        "models", help="download and check the local backend's models (once, into a cache folder)"
+    )
+    p.set_defaults(func=cli_models)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")
     p.add_argument("--recordings", default=None, help="folder of recordings (default: the package's)")

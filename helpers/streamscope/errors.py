@@ -39,3 +39,11 @@ class StreamFormatError(StreamscopeError, ValueError):
 
 class TokenizerUnavailable(StreamscopeError, LookupError):
     """No tiktoken encoding can be loaded for this model or name without a download."""
+
+
+class LocalServerError(StreamscopeError, RuntimeError):
+    """The local server cannot run; the message names the command that fixes it, in one line."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook: a notebook shows this one line, not the frames that led here.
+        return [f"{type(self).__name__}: {self}"]

@@ -3,7 +3,9 @@
 ``record(path, body, name=...)`` (or ``python -m streamscope record``, see ``streamscope.cli``) sends ``body``
 to ``path`` on a live backend (``openai`` or the base URL of any OpenAI-compatible
 server; see ``streamscope.backend``), streams the response, and writes
-``NAME.json`` in the recording format (``streamscope.recording``).
+``NAME.json`` in the recording format (``streamscope.recording``). On the ``local``
+backend it starts the local server, and the provenance also names the server's
+version, the model file and its sha256, the CPU and the threads.
 
 Timing: the clock (``time.perf_counter``) starts just before the request is sent;
 each SSE event's ``t`` is when the read that completed it (its terminating blank
@@ -39,7 +41,7 @@ import httpx2
 
 from . import __version__
 from .assemble import assemble_sse
-from .backend import api_key_for, resolve
+from .backend import active_backend, api_key_for, resolve
 from .chunks import model_of, sse_payloads
 from .errors import BackendError, RecordError, RecordingError, StreamFormatError
 from .recording import Event, Incomplete, Recording, api_path
@@ -212,11 +214,18 @@ def record(
     if target.exists() and not force:
         raise RecordError(f"{target} exists: choose another --name, or pass --force to replace it")
     kind, base_url = resolve(backend)
-    if kind == "replay" or base_url is None:
+    if kind == "replay":
         raise BackendError(
-            "recording needs a live server: pass backend='openai' (with OPENAI_API_KEY) or the base URL of "
-            "an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
+            "recording needs a live server: pass backend='openai' (with OPENAI_API_KEY), 'local', or the "
+            "base URL of an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
         )
+    if kind == "local":
+        from .local import shared_local_server
+
+        base_url = active_backend(backend).base_url
+        # Recorded with the model in memory, as a running server has it, not timed with its loading.
+        shared_local_server().load(str(body.get("model", "")))
+    assert base_url is not None
     api_key = api_key_for(kind)
     full_path = api_path(path)
     url = base_url + full_path.removeprefix("/v1")
@@ -231,21 +240,34 @@ def record(
             response_body = text
         model = response_body.get("model") if isinstance(response_body, dict) else None
     server = server or urlsplit(base_url).hostname or base_url
+    model = model or body.get("model", "?")
+    clock = time.get_clock_info("perf_counter")
+    provenance = {
+        "source": source or f"recorded with `streamscope record` from {server}",
+        "server": server,
+        "model": model,
+        "date": datetime.now(UTC).date().isoformat(),
+        "method": "recorded",
+        "timing_resolution_s": 1e-6,
+        "notes": " ".join(
+            filter(
+                None,
+                (
+                    f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() "
+                    f"({clock.implementation}, resolution {clock.resolution:g} s, stored rounded to 1 us) "
+                    "when the read holding the event's last byte returned, from just before the request "
+                    "was sent.",
+                    note,
+                ),
+            )
+        ),
+    }
+    if kind == "local":
+        provenance.update(shared_local_server().provenance(str(body.get("model", ""))))
+        provenance["source"] = source or "recorded with `streamscope record` from the local backend"
     recording = Recording(
         name=name,
-        provenance={
-            "source": source or f"recorded with `streamscope record` from {server}",
-            "server": server,
-            "model": model or body.get("model", "?"),
-            "date": datetime.now(UTC).date().isoformat(),
-            "method": "recorded",
-            "timing_resolution_s": 1e-6,
-            "notes": (
-                f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() when the "
-                "read holding the event's last byte returned, from just before the request was sent."
-                + (f" {note}" if note else "")
-            ),
-        },
+        provenance=provenance,
         request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
         status=exchange.status,
         headers=kept_headers(exchange.headers, api_key),

@@ -17,7 +17,9 @@ Other encodings (``gpt2``) load from tiktoken's cache when present; otherwise
 
 Chat prompts cost more than their text: each message is wrapped in format tokens and the
 reply is primed. :func:`count_chat_prompt_tokens` follows the OpenAI Cookbook's
-``num_tokens_from_messages`` ("How to count tokens with tiktoken").
+``num_tokens_from_messages`` ("How to count tokens with tiktoken"). For a model those rules
+do not cover (a local model, another vendor's) it raises :class:`ChatFormatUnknown`, a kind of
+:class:`TokenizerUnavailable`, rather than guess.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUNDLED_ENCODINGS",
     "CL100K_BASE_SHA256",
+    "ChatFormatUnknown",
     "TokenizerUnavailable",
     "count_chat_prompt_tokens",
     "count_text_tokens",
@@ -69,6 +72,10 @@ _BUNDLED_FILES = {
 BUNDLED_ENCODINGS = ("o200k_base", "o200k_harmony", "p50k_base", "p50k_edit", "r50k_base")
 _bundled: dict[str, tiktoken.Encoding] = {}
 _bundled_lock = threading.Lock()
+
+
+class ChatFormatUnknown(TokenizerUnavailable, ValueError):
+    """The Cookbook's chat-format rules do not cover this model (a local or another vendor's model)."""
 
 
 def get_encoding(name: str, *, download: bool = True) -> tiktoken.Encoding:
@@ -153,9 +160,9 @@ def _chat_format_overhead(model: str) -> tuple[int, int]:
         return 4, -1
     if model.startswith(("gpt-3.5-turbo", "gpt-4")):
         return 3, 1
-    raise ValueError(
+    raise ChatFormatUnknown(
         f"no known chat-format overhead for model {model!r}: the Cookbook rules cover the "
-        "gpt-3.5-turbo and gpt-4 families"
+        "gpt-3.5-turbo and gpt-4 families; the count to trust is the server's own usage.prompt_tokens"
     )
 
 

@@ -188,21 +188,27 @@ def test_binder_badge_names_the_project_repository():
     assert binder_badge.repository() in PROJECT["urls"]["Repository"]
 
 
+# A module that serves an optional extra may import what that extra brings.
+EXTRA_OF_MODULE = {"local.py": "local"}
+
+
 def test_every_package_the_helpers_import_is_declared():
     """A third-party module the package imports must come from a distribution pyproject.toml declares."""
-    declared = {canonicalize_name(r.name) for r in _requirements()}
-    imported: set[str] = set()
+    distributions = packages_distributions()
+    undeclared: dict[str, object] = {}
     for path in (ROOT / "helpers" / "streamscope").rglob("*.py"):
+        extras = [EXTRA_OF_MODULE[path.name]] if path.name in EXTRA_OF_MODULE else []
+        declared = {canonicalize_name(r.name) for r in _requirements(*extras)}
+        imported: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 imported.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {"streamscope", "__future__"}
-    distributions = packages_distributions()
-    undeclared = {
-        module: distributions.get(module)
-        for module in third_party
-        if not {canonicalize_name(d) for d in distributions.get(module, [module])} & declared
-    }
-    assert not undeclared, f"imported but not declared in pyproject.toml's dependencies: {undeclared}"
+        third_party = imported - set(sys.stdlib_module_names) - {"streamscope", "__future__"}
+        undeclared |= {
+            f"{path.name}: {module}": distributions.get(module)
+            for module in third_party
+            if not {canonicalize_name(d) for d in distributions.get(module, [module])} & declared
+        }
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"

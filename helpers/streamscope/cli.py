@@ -92,25 +92,30 @@ def cli_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _body_from(args: argparse.Namespace) -> dict[str, Any]:
+def _json_object(option: str, source: str) -> dict[str, Any]:
+    """The JSON object in the file ``source`` (``-``: stdin), given as ``option``."""
     from pathlib import Path
 
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        value = json.loads(text)
+    except OSError as exc:
+        raise ValueError(f"cannot read {option} {source}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} {source} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} {source} must hold a JSON object")
+    return value
+
+
+def _body_from(args: argparse.Namespace) -> dict[str, Any]:
     if args.body is not None and (args.model or args.message):
         raise ValueError("give either --body or --model with --message, not both")
     if args.body is None:
         if not (args.model and args.message):
             raise ValueError("give --body FILE (or - for stdin), or --model and --message")
         return {"model": args.model, "messages": [{"role": "user", "content": args.message}], "stream": True}
-    try:
-        text = sys.stdin.read() if args.body == "-" else Path(args.body).read_text(encoding="utf-8")
-        body = json.loads(text)
-    except OSError as exc:
-        raise ValueError(f"cannot read --body {args.body}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--body {args.body} is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValueError(f"--body {args.body} must hold a JSON object")
-    return body
+    return _json_object("--body", args.body)
 
 
 def cli_record(args: argparse.Namespace) -> int:
@@ -121,7 +126,15 @@ def cli_record(args: argparse.Namespace) -> int:
     from .recorder import record
 
     try:
-        rec = record(args.path, _body_from(args), name=args.name, out_dir=args.out, backend=args.backend)
+        rec = record(
+            args.path,
+            _body_from(args),
+            name=args.name,
+            out_dir=args.out,
+            backend=args.backend,
+            provenance=None if args.provenance is None else _json_object("--provenance", args.provenance),
+            notes=args.notes,
+        )
     except (ValueError, StreamscopeError, OSError) as exc:
         _say("record", str(exc))
         return 2
@@ -182,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default=None, help="shorthand: user message for a chat request")
     p.add_argument("--name", required=True, help="recording name (the file's stem)")
     p.add_argument("--out", default=".", help="folder to write NAME.json into (default: .)")
+    p.add_argument(
+        "--provenance",
+        default=None,
+        help="a JSON file of provenance fields the wire does not show (server version, model file and "
+        "sha256, cpu, threads)",
+    )
+    p.add_argument("--notes", default=None, help="added to the provenance notes (what this server does)")
     p.set_defaults(func=cli_record)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")

@@ -3,7 +3,10 @@
 ``record(path, body, name=...)`` (or ``python -m streamscope record``, see ``streamscope.cli``) sends ``body``
 to ``path`` on a live backend (``openai`` or the base URL of any OpenAI-compatible
 server; see ``streamscope.backend``), streams the response, and writes
-``NAME.json`` in the recording format (``streamscope.recording``).
+``NAME.json`` in the recording format (``streamscope.recording``). What the recorder
+cannot see from the wire (the server's version, the model file and its sha256, the CPU, the
+threads, what the server does differently) is given by the caller: ``provenance=`` fields and
+``notes=``, which ``python -m streamscope record`` takes as ``--provenance FILE`` and ``--notes``.
 
 Timing: the clock (``time.perf_counter``) starts just before the request is sent;
 each SSE event's ``t`` is when the read that completed it (its terminating blank
@@ -148,8 +151,14 @@ def record(
     out_dir: str | Path = ".",
     backend: str | None = None,
     source: str | None = None,
+    provenance: dict[str, Any] | None = None,
+    notes: str | None = None,
 ) -> Recording:
-    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``."""
+    """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``.
+
+    ``provenance`` fields (``server``, ``model_file``, ``model_sha256``, ``cpu``, ``threads``, ...)
+    replace or extend the ones the recorder fills in; ``notes`` are added to its own notes.
+    """
     if not _NAME.fullmatch(name):
         raise RecordingError(
             f"recording name {name!r}: use letters, digits, '.', '_' and '-' (it is the file's stem)"
@@ -174,6 +183,12 @@ def record(
             response_body = text
         model = response_body.get("model") if isinstance(response_body, dict) else None
     server = urlsplit(base_url).hostname or base_url
+    clock = time.get_clock_info("perf_counter")
+    own_notes = (
+        f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() "
+        f"({clock.implementation}, resolution {clock.resolution:g} s, stored rounded to 1 us) when the read "
+        "holding the event's last byte returned, from just before the request was sent."
+    )
     recording = Recording(
         name=name,
         provenance={
@@ -183,10 +198,8 @@ def record(
             "date": datetime.now(UTC).date().isoformat(),
             "method": "recorded",
             "timing_resolution_s": 1e-6,
-            "notes": (
-                f"streamscope {__version__}, httpx2 {httpx2.__version__}. t: time.perf_counter() when the "
-                "read holding the event's last byte returned, from just before the request was sent."
-            ),
+            **(provenance or {}),
+            "notes": f"{own_notes} {notes}" if notes else own_notes,
         },
         request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
         status=exchange.status,

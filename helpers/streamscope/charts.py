@@ -106,9 +106,9 @@ class TimelineView:
 
     :meth:`draw` adds the chunks that arrived since the last call: those with a piece of ``part``
     (the content, by default) to the curve, their pieces to the text box; the first one also gets
-    the first-token marker. It draws
-    and does nothing else (no assembling, no timing). ``figure`` is the plotly ``FigureWidget``,
-    ``text_widget`` the text beside it, ``status_widget`` a line of text below, ``widget`` the whole.
+    the first-token marker. It draws and does nothing else (no assembling, no timing). ``figure`` is
+    the plotly ``FigureWidget``, ``text_widget`` the text beside it, ``status_widget`` a line of text
+    below, ``widget`` the whole.
     """
 
     def __init__(

@@ -18,6 +18,7 @@ from streamscope.recording import load_recording
 from streamscope.timing import Timeline
 
 FORCED = {
+    "local-smollm2-chat-tool-call-stream": "get_weather",  # the local backend's own (tools/record_local.sh)
     "local-smollm2-chat-tool-call-weather-edinburgh-stream": "get_weather",
     "local-smollm2-chat-tool-call-plan-trip-stream": "plan_trip",
 }

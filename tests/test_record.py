@@ -107,6 +107,30 @@ def test_record_command_names_what_answered_behind_a_loopback_url(live: ReplaySe
     assert "recorded from a proxy 1.0 -> a model server" in rec.label
 
 
+def test_record_command_adds_what_the_wire_does_not_show(live: ReplayServer, tmp_path: Path) -> None:
+    server = {"server": "llama-cpp-python 0.3.36 on 127.0.0.1", "model_sha256": "b179c952", "threads": 1}
+    (tmp_path / "server.json").write_text(json.dumps(server))
+    argv = [
+        "record",
+        "--backend",
+        live.base_url,
+        "--model",
+        "gpt-test",
+        "--message",
+        PROMPT,
+        "--name",
+        "rec-p",
+    ]
+    notes = "Repeats the tool call's name on every chunk."
+    argv += ["--provenance", str(tmp_path / "server.json"), "--note", notes, "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    provenance = Recording.load(tmp_path / "out" / "rec-p.json").provenance
+    assert {key: provenance[key] for key in server} == server
+    assert provenance["method"] == "recorded"
+    assert provenance["notes"].startswith("streamscope ") and provenance["notes"].endswith(notes)
+    assert "perf_counter() (" in provenance["notes"]  # the clock and its resolution
+
+
 def test_record_command_with_a_body_file_and_an_error(live: ReplayServer, tmp_path: Path, capsys) -> None:
     body_file = tmp_path / "body.json"
     body_file.write_text(json.dumps({**CHAT_BODY, "model": "never-recorded"}))
@@ -122,6 +146,10 @@ def test_record_command_with_a_body_file_and_an_error(live: ReplayServer, tmp_pa
     [
         (["--name", "x"], "give --body FILE"),
         (["--name", "x", "--body", "missing.json"], "cannot read --body"),
+        (
+            ["--name", "x", "--model", "m", "--message", "hi", "--provenance", "missing.json"],
+            "cannot read --provenance",
+        ),
         (["--name", "x", "--model", "m", "--message", "hi", "--body", "-"], "not both"),
         (["--name", "../x", "--model", "m", "--message", "hi"], "recording name"),
         (["--name", "x", "--model", "m", "--message", "hi", "--backend", "replay"], "needs a live server"),

@@ -1,7 +1,8 @@
 """Charts of a stream in Jupyter: the live chart while it arrives, and charts of what was measured.
 
 A :class:`LiveChart` shows, while the chunks arrive, the cumulative number of content chunks
-(chunks with non-empty text) against the seconds since the request was sent, the non-streamed
+(chunks with non-empty text; or, with ``part=TOOL_ARGUMENTS``, the chunks carrying a fragment of a
+tool call's arguments) against the seconds since the request was sent, the non-streamed
 reply as one step at its total time, the time to first token, and the streamed text growing
 beside the chart. After the stream, :meth:`LiveChart.summary` says the same in one line, for
 readers of a saved notebook (GitHub shows plotly figures blank)::
@@ -36,12 +37,14 @@ import asyncio
 import html
 from collections.abc import Callable, Sequence
 from copy import deepcopy
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets
 import plotly.graph_objects as go
 
 from .assemble import Assembler, AssembleResult, StreamFormatError
+from .chunks import text_and_output, tool_arguments
 from .timing import StreamReader, Timeline
 
 # A redraw waits for a quiet spell this long in the stream (see StreamReader.wait_for_a_lull).
@@ -64,6 +67,35 @@ _CHART_WIDTH_PX, _CHART_HEIGHT_PX = 600, 380
 # Wrap between words (JupyterLab breaks a widget's words anywhere, splitting numbers), and inside a
 # word only when it is longer than the line ("4,5,6,..." has no space to wrap at).
 _TEXT_STYLE = "white-space: pre-wrap; overflow-wrap: anywhere; word-break: normal; margin: 0"
+
+
+@dataclass(frozen=True)
+class StreamPart:
+    """The part of each chunk a live chart draws, and the words the chart uses for it."""
+
+    piece: Callable[[Any], str]  # the chunk's piece of this part, "" for none
+    noun: str  # "46 chunks (43 with {noun})"
+    unit: str  # what the curve counts
+    axis: str  # the y axis's title
+    first: str  # the marker at the first piece
+
+
+CONTENT = StreamPart(
+    piece=lambda chunk: text_and_output(chunk)[0],
+    noun="content",
+    unit="content chunks",
+    axis="content chunks / tokens received",
+    first="first token",
+)
+"""The generated text (``delta.content``, a completion's ``text``): the default."""
+TOOL_ARGUMENTS = StreamPart(
+    piece=tool_arguments,
+    noun="arguments",
+    unit="argument fragments",
+    axis="chunks with an argument fragment received",
+    first="first argument fragment",
+)
+"""The fragments of tool-call arguments (``delta.tool_calls[].function.arguments``)."""
 
 
 # Figures made ahead of need by preload(), taken by the next charts.
@@ -102,10 +134,11 @@ def _display_static_copy(png: bytes, description: str) -> None:
 class TimelineView:
     """The widgets of a live chart, drawing a :class:`~streamscope.timing.Timeline` as it grows.
 
-    :meth:`draw` adds the chunks that arrived since the last call: the content chunks to the
-    curve, their text to the text box; the first one also gets the first-token marker. It draws
-    and does nothing else (no assembling, no timing). ``figure`` is the plotly ``FigureWidget``,
-    ``text_widget`` the text beside it, ``status_widget`` a line of text below, ``widget`` the whole.
+    :meth:`draw` adds the chunks that arrived since the last call: those with a piece of ``part``
+    (the content, by default) to the curve, their pieces to the text box; the first one also gets
+    the first-token marker. It draws and does nothing else (no assembling, no timing). ``figure`` is
+    the plotly ``FigureWidget``, ``text_widget`` the text beside it, ``status_widget`` a line of text
+    below, ``widget`` the whole.
     """
 
     def __init__(
@@ -115,11 +148,13 @@ class TimelineView:
         baseline_seconds: float | None = None,
         baseline_tokens: int | None = None,
         label: str = "",
+        part: StreamPart = CONTENT,
     ) -> None:
+        self.part = part
         self.chunks = 0  # chunks drawn so far, with content or not
         self.updates = 0  # redraws done, each one batch_update
-        self._xs: list[float] = []  # arrival offsets of the content chunks
-        self._ys: list[int] = []  # content chunks received so far, at each of them
+        self._xs: list[float] = []  # arrival offsets of the chunks with a piece
+        self._ys: list[int] = []  # chunks with a piece received so far, at each of them
         self._pieces: list[str] = []
         self.title = title
         self.baseline_seconds, self.baseline_tokens = baseline_seconds, baseline_tokens
@@ -128,14 +163,14 @@ class TimelineView:
         self.figure.add_scatter(
             x=[],
             y=[],
-            name="streamed: content chunks",
+            name=f"streamed: {part.unit}",
             mode="lines",  # markers would add an SVG node per chunk to every redraw
             line_shape="hv",
         )
         self.figure.update_layout(
             title_text=title,
             xaxis_title="seconds since the request was sent",
-            yaxis_title="content chunks / tokens received",
+            yaxis_title=part.axis,
             xaxis_rangemode="tozero",
             yaxis_rangemode="tozero",
             legend={"orientation": "h", "yanchor": "top", "y": -0.2},
@@ -177,7 +212,13 @@ class TimelineView:
 
     @property
     def content_chunks(self) -> int:
+        """Chunks drawn so far that carried a piece of the chart's part (content, by default)."""
         return len(self._xs)
+
+    @property
+    def first_at(self) -> float | None:
+        """When the first piece arrived (seconds since the request), None before it."""
+        return self._xs[0] if self._xs else None
 
     @property
     def text(self) -> str:
@@ -189,7 +230,8 @@ class TimelineView:
         if not new.chunks:
             return
         first_draw_with_content = not self._xs
-        for offset, piece in zip(new.offsets, new.texts, strict=True):
+        piece_of = self.part.piece
+        for offset, piece in zip(new.offsets, map(piece_of, new.chunks), strict=True):
             if piece:
                 self._pieces.append(piece)
                 self._xs.append(offset)
@@ -232,7 +274,7 @@ class TimelineView:
     def _mark_first_token(self, offset: float) -> None:
         shape, note = self.figure.layout.shapes[0], self.figure.layout.annotations[0]
         shape.x0 = shape.x1 = note.x = offset
-        note.text = f"first token {offset:.2f} s"
+        note.text = f"{self.part.first} {offset:.2f} s"
         shape.visible = note.visible = True
 
 
@@ -243,6 +285,8 @@ class LiveChart:
     (its elapsed seconds and its ``usage.completion_tokens``), drawn as a step; with only the seconds,
     as a line at that moment; without them no baseline is drawn.
     ``label`` says where the stream comes from (a recording's label, or the backend's).
+    ``part`` is what the curve counts and the text box shows: the content (:data:`CONTENT`), or the
+    tool-call argument fragments (:data:`TOOL_ARGUMENTS`).
     ``max_updates_per_s``: every redraw makes the browser re-render the whole plot; at 20 a second
     a headless Chromium on a busy 2-core machine fell seconds behind the stream, 10 look smooth.
     """
@@ -254,6 +298,7 @@ class LiveChart:
         baseline_seconds: float | None = None,
         baseline_tokens: int | None = None,
         label: str = "",
+        part: StreamPart = CONTENT,
         max_updates_per_s: float = 10.0,
     ) -> None:
         self.title = title
@@ -262,7 +307,7 @@ class LiveChart:
         self.min_update_interval = 1.0 / max_updates_per_s
         self.result: AssembleResult | None = None  # the assembled reply, once the stream is over
         self.view = TimelineView(
-            title, baseline_seconds=baseline_seconds, baseline_tokens=baseline_tokens, label=label
+            title, baseline_seconds=baseline_seconds, baseline_tokens=baseline_tokens, label=label, part=part
         )
         self.figure, self.widget = self.view.figure, self.view.widget
         self.text_widget, self.status_widget = self.view.text_widget, self.view.status_widget
@@ -330,14 +375,15 @@ class LiveChart:
             return f"{self.title}: not run yet"
         if not self._finished:
             return f"{self.title}: still streaming"
+        view, part = self.view, self.view.part
         metrics = self._reader.timer.timeline.metrics()
-        parts = [f"{self.view.chunks} chunks ({self.view.content_chunks} with content)"]
+        parts = [f"{view.chunks} chunks ({view.content_chunks} with {part.noun})"]
         if metrics.e2el is not None:
             parts[0] += f" in {metrics.e2el:.2f} s"
-        if metrics.ttft is None:
-            parts.append("no content received")
+        if view.first_at is None:
+            parts.append(f"no {part.noun} received")
         else:
-            first = f"first token at {metrics.ttft:.2f} s (streamed)"
+            first = f"{part.first} at {view.first_at:.2f} s (streamed)"
             if self.baseline_seconds is not None:
                 first += f" vs whole reply at {self.baseline_seconds:.2f} s (non-streamed)"
             parts.append(first)

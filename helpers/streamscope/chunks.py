@@ -1,4 +1,4 @@
-"""What a chunk of a stream says: its text, whether it is output, its usage and model.
+"""What a chunk of a stream says: its text, its tool-call arguments, whether it is output, its usage, model.
 
 A chunk arrives as parsed JSON (a dict) or as the openai SDK's pydantic object
 (``ChatCompletionChunk``, ``Completion``, a Responses event); the functions here read
@@ -86,6 +86,21 @@ def text_and_output(chunk: Any) -> tuple[str, bool]:
         if isinstance(piece, str):
             pieces.append(piece)
     return "".join(pieces), bool(choices)
+
+
+def tool_arguments(chunk: Any) -> str:
+    """The tool-call argument fragments a chat chunk carries (over all choices and calls), joined.
+
+    A chunk usually carries one fragment of one call; the legacy ``function_call`` copy that some
+    servers (llama-cpp-python) send beside ``tool_calls`` is not counted twice.
+    """
+    pieces = []
+    for choice in field(chunk, "choices") or ():
+        for call in field(field(choice, "delta"), "tool_calls") or ():
+            arguments = field(field(call, "function"), "arguments")
+            if isinstance(arguments, str):
+                pieces.append(arguments)
+    return "".join(pieces)
 
 
 def usage_output_tokens(chunk: Any) -> int | None:

@@ -108,25 +108,30 @@ def cli_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _body_from(args: argparse.Namespace) -> dict[str, Any]:
+def _json_object(option: str, source: str) -> dict[str, Any]:
+    """The JSON object in the file ``source`` (``-``: stdin), given as ``option``."""
     from pathlib import Path
 
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        value = json.loads(text)
+    except OSError as exc:
+        raise ValueError(f"cannot read {option} {source}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} {source} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} {source} must hold a JSON object")
+    return value
+
+
+def _body_from(args: argparse.Namespace) -> dict[str, Any]:
     if args.body is not None and (args.model or args.message):
         raise ValueError("give either --body or --model with --message, not both")
     if args.body is None:
         if not (args.model and args.message):
             raise ValueError("give --body FILE (or - for stdin), or --model and --message")
         return {"model": args.model, "messages": [{"role": "user", "content": args.message}], "stream": True}
-    try:
-        text = sys.stdin.read() if args.body == "-" else Path(args.body).read_text(encoding="utf-8")
-        body = json.loads(text)
-    except OSError as exc:
-        raise ValueError(f"cannot read --body {args.body}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--body {args.body} is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValueError(f"--body {args.body} must hold a JSON object")
-    return body
+    return _json_object("--body", args.body)
 
 
 def cli_models(args: argparse.Namespace) -> int:
@@ -160,6 +165,7 @@ def cli_record(args: argparse.Namespace) -> int:
             source=args.source,
             server=args.server,
             note=args.note,
+            provenance=None if args.provenance is None else _json_object("--provenance", args.provenance),
             force=args.force,
         )
     except (ValueError, StreamscopeError, OSError) as exc:
@@ -244,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None, help="provenance: what produced the recording, in words")
     p.add_argument("--server", default=None, help="provenance: the server that answered (default: its host)")
     p.add_argument("--note", default=None, help="provenance: a sentence added to the notes")
+    p.add_argument(
+        "--provenance",
+        default=None,
+        help="a JSON file of provenance fields the wire does not show (server version, model file and "
+        "sha256, cpu, threads)",
+    )
     p.add_argument("--force", action="store_true", help="replace NAME.json if it exists")
     p.set_defaults(func=cli_record)
 

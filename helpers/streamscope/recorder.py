@@ -3,9 +3,11 @@
 ``record(path, body, name=...)`` (or ``python -m streamscope record``, see ``streamscope.cli``) sends ``body``
 to ``path`` on a live backend (``openai`` or the base URL of any OpenAI-compatible
 server; see ``streamscope.backend``), streams the response, and writes
-``NAME.json`` in the recording format (``streamscope.recording``). On the ``local``
-backend it starts the local server, and the provenance also names the server's
-version, the model file and its sha256, the CPU and the threads.
+``NAME.json`` in the recording format (``streamscope.recording``). What the recorder
+cannot see from the wire (the server's version, the model file and its sha256, the CPU, the
+threads, what the server does differently) is given by the caller: ``source``, ``server``,
+``provenance=`` fields and ``note``, which ``python -m streamscope record`` takes as options. On
+the ``local`` backend it starts the local server and fills those in itself.
 
 Timing: the clock (``time.perf_counter``) starts just before the request is sent;
 each SSE event's ``t`` is when the read that completed it (its terminating blank
@@ -197,14 +199,16 @@ def record(
     source: str | None = None,
     server: str | None = None,
     note: str | None = None,
+    provenance: dict[str, Any] | None = None,
     force: bool = False,
 ) -> Recording:
     """Send ``body`` to ``path`` on a live backend and save the exchange as ``out_dir/name.json``.
 
     ``source``, ``server`` and ``note`` describe what answered, for the provenance: a loopback
-    URL's host says nothing about the proxy or model behind it (``note`` is added to the notes).
-    An existing file is replaced only if ``force``. A response that ended early is saved
-    with what arrived, its ``incomplete`` saying how it ended.
+    URL's host says nothing about the proxy or model behind it (``note`` is added to the notes);
+    ``provenance`` fields (``model_file``, ``model_sha256``, ``cpu``, ``threads``, ...) replace or
+    extend the ones the recorder fills in. An existing file is replaced only if ``force``. A
+    response that ended early is saved with what arrived, its ``incomplete`` saying how it ended.
     """
     if not _NAME.fullmatch(name):
         raise RecordingError(
@@ -242,7 +246,7 @@ def record(
     server = server or urlsplit(base_url).hostname or base_url
     model = model or body.get("model", "?")
     clock = time.get_clock_info("perf_counter")
-    provenance = {
+    fields = {
         "source": source or f"recorded with `streamscope record` from {server}",
         "server": server,
         "model": model,
@@ -263,11 +267,12 @@ def record(
         ),
     }
     if kind == "local":
-        provenance.update(shared_local_server().provenance(str(body.get("model", ""))))
-        provenance["source"] = source or "recorded with `streamscope record` from the local backend"
+        fields.update(shared_local_server().provenance(str(body.get("model", ""))))
+        fields["source"] = source or "recorded with `streamscope record` from the local backend"
+    fields.update(provenance or {})
     recording = Recording(
         name=name,
-        provenance=provenance,
+        provenance=fields,
         request={"method": "POST", "path": full_path, "body": json.loads(_scrub(json.dumps(body), api_key))},
         status=exchange.status,
         headers=kept_headers(exchange.headers, api_key),

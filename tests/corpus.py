@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from streamscope.assemble import Assembler
 from streamscope.sse import SSEDecoder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -36,3 +37,32 @@ def payloads(raw: bytes) -> list[Any]:
     decoder = SSEDecoder()
     events = decoder.feed(raw) + decoder.close()
     return [e.data if e.data.startswith("[DONE]") else json.loads(e.data) for e in events]
+
+
+def kind(raw: bytes) -> str:
+    """``"chat"``, ``"text"`` (legacy completions) or ``"responses"``, from a stream's first event."""
+    first = next(p for p in payloads(raw) if isinstance(p, dict))
+    if "type" in first:
+        return "responses"
+    return "text" if first.get("object") == "text_completion" else "chat"
+
+
+def sdk_objects(raw: bytes) -> list[Any]:
+    """The stream's events as the SDK's own models, as iterating a ``stream=True`` call yields them."""
+    from openai._models import construct_type
+    from openai.types import Completion
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.responses import ResponseStreamEvent
+
+    type_ = {"chat": ChatCompletionChunk, "text": Completion, "responses": ResponseStreamEvent}[kind(raw)]
+    return [construct_type(type_=type_, value=p) for p in payloads(raw) if isinstance(p, dict)]
+
+
+def assembled_both_ways(raw: bytes) -> tuple[Assembler, Assembler]:
+    """Assemblers fed the stream's JSON events and, separately, the same events as SDK models."""
+    from_json, from_models = Assembler(), Assembler()
+    for payload in payloads(raw):
+        from_json.feed(payload)
+    for model in sdk_objects(raw):
+        from_models.feed(model)
+    return from_json, from_models

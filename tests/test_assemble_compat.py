@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corpus import COMPAT, COMPAT_STREAMS, NO_COMPAT, payloads, read_stream
+from corpus import COMPAT, COMPAT_STREAMS, NO_COMPAT, assembled_both_ways, payloads, read_stream
 from streamscope.assemble import Assembler, assemble_sse
 
 
@@ -488,26 +488,9 @@ def test_the_command_exits_as_expected(name: str) -> None:
     assert done.stderr.count(b"\n") == (expected != 0)
 
 
-def sdk_objects(raw: bytes) -> list[Any]:
-    from openai._models import construct_type
-    from openai.types import Completion
-    from openai.types.chat import ChatCompletionChunk
-    from openai.types.responses import ResponseStreamEvent
-
-    events = [p for p in payloads(raw) if isinstance(p, dict)]
-    type_ = ResponseStreamEvent if "type" in events[0] else ChatCompletionChunk
-    if events[0].get("object") == "text_completion":
-        type_ = Completion
-    return [construct_type(type_=type_, value=p) for p in events]
-
-
 @pytest.mark.parametrize("name", all_names())
 def test_sdk_objects_assemble_like_their_json(name: str) -> None:
     """The SDK's models keep these servers' extra fields (reasoning, x_groq, ...) as extras."""
     raw = raw_stream(name)
-    from_json, from_models = Assembler(), Assembler()
-    for payload in payloads(raw):
-        from_json.feed(payload)
-    for model in sdk_objects(raw):
-        from_models.feed(model)
+    from_json, from_models = assembled_both_ways(raw)
     assert json.loads(json.dumps(from_models.snapshot())) == from_json.snapshot()

@@ -14,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corpus import payloads
+from corpus import assembled_both_ways, payloads
 from streamscope.assemble import Assembler, assemble_sse
 
 
 def raw_stream(corpus_dir: Path, name: str) -> bytes:
     return (corpus_dir / f"{name}.sse").read_bytes()
-
-
-def kind(raw: bytes) -> str:
-    first = payloads(raw)[0]
-    if "type" in first:
-        return "responses"
-    return "text" if first.get("object") == "text_completion" else "chat"
 
 
 def test_the_corpus_has_its_30_streams(corpus_streams: list[Path]) -> None:
@@ -180,22 +173,8 @@ def test_responses_error_event_is_surfaced(corpus_dir: Path) -> None:
 # --- SDK objects in, the same result out ------------------------------------------------
 
 
-def sdk_objects(raw: bytes) -> list[Any]:
-    from openai._models import construct_type
-    from openai.types import Completion
-    from openai.types.chat import ChatCompletionChunk
-    from openai.types.responses import ResponseStreamEvent
-
-    type_ = {"chat": ChatCompletionChunk, "text": Completion, "responses": ResponseStreamEvent}[kind(raw)]
-    return [construct_type(type_=type_, value=p) for p in payloads(raw) if isinstance(p, dict)]
-
-
 def test_sdk_objects_assemble_like_their_json(corpus_stream: str, corpus_dir: Path) -> None:
     raw = raw_stream(corpus_dir, corpus_stream)
-    from_json, from_models = Assembler(), Assembler()
-    for payload in payloads(raw):
-        from_json.feed(payload)
-    for model in sdk_objects(raw):
-        from_models.feed(model)
+    from_json, from_models = assembled_both_ways(raw)
     assert json.loads(json.dumps(from_models.snapshot())) == from_json.snapshot()
     assert from_models.result().complete == from_json.result().complete

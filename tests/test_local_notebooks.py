@@ -25,7 +25,7 @@ MIN_CHART_STATES = 3
 # Run in the notebook's kernel after its last cell: what each live chart drew and measured.
 _REPORT_CELL = """
 import gc, json
-from streamscope.live import LiveChart
+from streamscope.charts import LiveChart
 from streamscope.timing import CONVENTIONS
 
 _fields = ("time_to_first_chunk", "ttft", "tpot", "e2el", "tokens_per_s", "output_tokens")

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from streamscope.charts import CSS_CHART, CSS_CONTAINER, CSS_TEXT, RaceChart
+from streamscope.charts import CSS_CHART, CSS_CONTAINER, CSS_RACE_CHART, CSS_TEXT, RaceChart
 
 NAMES = ["first", "second"]
 
@@ -110,7 +110,7 @@ def test_a_race_needs_distinct_names_and_one_factory_per_name() -> None:
 def test_the_page_finds_the_race_and_its_saved_output_is_the_same_every_run() -> None:
     chart = RaceChart("Three at once", NAMES, mark_seconds=2.5, mark_label="one after another")
     assert CSS_CONTAINER in chart.widget._dom_classes
-    assert CSS_CHART in chart.figure._dom_classes
+    assert CSS_CHART in chart.figure._dom_classes and CSS_RACE_CHART in chart.figure._dom_classes
     assert CSS_TEXT in chart.view.text_widget._dom_classes
     assert chart.figure.layout.shapes[0].x0 == 2.5
     bundle = chart._repr_mimebundle_()

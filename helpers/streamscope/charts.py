@@ -46,6 +46,7 @@ LULL_S = 0.002
 CSS_CONTAINER = "streamscope-live"
 CSS_CHART = "streamscope-live-chart"
 CSS_TEXT = "streamscope-live-text"
+CSS_RACE_CHART = "streamscope-race-chart"  # a live chart with one line per stream (the browser test's hook)
 
 # A fixed chart size: plotly cannot size itself to a flex box's share of the row.
 _CHART_WIDTH_PX, _CHART_HEIGHT_PX = 600, 380
@@ -409,6 +410,7 @@ class RaceView:
         self._pieces: dict[str, list[str]] = {name: [] for name in self.names}
         self._changed: set[str] = set()
         self.figure = _new_figure(title, "seconds since the first request was sent", self.names)
+        self.figure.add_class(CSS_RACE_CHART)
         self.text_widget, self.status_widget, self.widget = _live_box(self.figure, label)
 
     def content_chunks(self, name: str) -> int:

@@ -140,7 +140,9 @@ def test_a_short_stall_delays_nothing_else(server: ReplayServer) -> None:
 def test_a_fault_that_makes_no_sense_is_a_400(server: ReplayServer, header: str) -> None:
     response = httpx2.post(server.base_url + CHAT, json=CHAT_BODY, headers={FAULT_HEADER: header})
     assert response.status_code == 400
-    assert "cut-after=N" in response.json()["error"]["message"] or FAULT_HEADER in response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith(f"Header {FAULT_HEADER}: ")
+    assert "cut-after=N, error-after=N, stall=S, stall-after=N" in message
 
 
 def test_a_recording_that_broke_off_replays_broken_at_the_same_point(server: ReplayServer) -> None:

@@ -641,7 +641,8 @@ def create_app(
         try:
             fault = Fault.parse(request.headers[FAULT_HEADER]) if FAULT_HEADER in request.headers else None
         except ValueError as exc:
-            return _error(400, f"Header {FAULT_HEADER}: {exc}. {(Fault.__doc__ or '').split(chr(10))[0]}")
+            grammar = "cut-after=N, error-after=N, stall=S, stall-after=N (comma-separated; N counts events)"
+            return _error(400, f"Header {FAULT_HEADER}: {exc}. It takes {grammar}.")
         try:
             entry = index.find(path, body)
             if entry is None:

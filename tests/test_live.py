@@ -400,3 +400,27 @@ def test_the_page_finds_the_race_and_its_saved_output_is_the_same_every_run() ->
     bundle = chart._repr_mimebundle_()
     assert bundle["text/plain"] == "RaceChart('Three at once')"
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_a_cancelled_race_keeps_what_arrived_and_says_it_was_interrupted() -> None:
+    never = asyncio.Event()
+
+    async def cancel_midway() -> RaceChart:
+        chart = RaceChart("test", RACE_NAMES)
+        factories = {
+            "first": lambda: _race_source(["a"]),
+            "second": lambda: _race_source(["x"], wait_for=never),
+        }
+        race = asyncio.ensure_future(chart.run(factories))
+        while not chart.readers or not chart.readers["first"].finished:
+            await asyncio.sleep(0.001)
+        race.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await race
+        return chart
+
+    chart = asyncio.run(cancel_midway())
+    assert chart.view.text("first") == "a"
+    summary = chart.summary()
+    assert "second: 1 chunks (0 with content)" in summary and "INCOMPLETE: interrupted" in summary
+    assert "first: 3 chunks (1 with content)" in summary

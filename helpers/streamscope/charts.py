@@ -490,6 +490,7 @@ class RaceChart:
         self.readers: dict[str, StreamReader] = {}
         self.wall_seconds: float | None = None  # from the first request to the end of the last stream
         self._start: float | None = None
+        self._interrupted = False
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         _sync_state(self.figure)
@@ -541,6 +542,7 @@ class RaceChart:
         except (KeyboardInterrupt, asyncio.CancelledError):
             for task in tasks:
                 task.cancel()
+            self._interrupted = True
             self._finish()
             raise
         self.wall_seconds = time.perf_counter() - self._start
@@ -576,12 +578,12 @@ class RaceChart:
             if name in starts:
                 parts.append(f"sent at {starts[name]:.2f} s")
             parts.append("no content" if m.ttft is None else f"first token after {m.ttft:.2f} s")
-            if m.e2el is not None:
-                parts.append(f"ended after {m.e2el:.2f} s")
-            if reader.error is not None:
+            if timeline.end is not None:
+                parts.append(f"ended after {timeline.end:.2f} s")
+            elif reader.error is not None:
                 parts.append(f"INCOMPLETE: {type(reader.error).__name__}: {reader.error}")
-            elif not reader.finished:
-                parts.append("still streaming" if self.wall_seconds is None else "INCOMPLETE: interrupted")
+            else:
+                parts.append("INCOMPLETE: interrupted" if self._interrupted else "still streaming")
             lines.append(", ".join(parts))
         if self.wall_seconds is not None:
             lines.append(f"all done {self.wall_seconds:.2f} s after the first request")

@@ -1,5 +1,7 @@
 """Every notebook result names its source, and asks for a model the backend serves."""
 
+import asyncio
+
 import streamscope
 from streamscope.backend import last_source
 
@@ -35,3 +37,50 @@ def test_model_is_the_recorded_one_on_replay_and_current_or_chosen_live(monkeypa
     )
     monkeypatch.setenv("STREAMSCOPE_MODEL", "llama3.2")
     assert streamscope.model("text-davinci-002", live="gpt-3.5-turbo-instruct", backend=live) == "llama3.2"
+
+
+ONE_PLUS_ONE = [{"role": "user", "content": "What's 1+1? Answer in one word."}]
+
+
+def test_source_of_names_each_of_several_streams_at_once(monkeypatch):
+    monkeypatch.delenv("STREAMSCOPE_BACKEND", raising=False)
+    client = streamscope.async_client(speed=0)
+
+    async def both():
+        count, one_plus_one = await asyncio.gather(
+            client.chat.completions.create(model="gpt-3.5-turbo", messages=COUNT, temperature=0, stream=True),
+            client.chat.completions.create(
+                model="gpt-3.5-turbo", messages=ONE_PLUS_ONE, temperature=0, stream=True
+            ),
+        )
+        async with count, one_plus_one:
+            return count, one_plus_one
+
+    count, one_plus_one = asyncio.run(both())
+    assert streamscope.source_of(count).startswith("source: seed-chat-count-to-100-stream:")
+    assert streamscope.source_of(one_plus_one).startswith("source: seed-chat-1plus1-stream:")
+
+
+def test_sent_log_line_shows_the_server_stopped_when_the_client_closed(monkeypatch):
+    monkeypatch.delenv("STREAMSCOPE_BACKEND", raising=False)
+    client = streamscope.client(speed=1)
+    before = len(streamscope.sent_log())
+    stream = client.chat.completions.create(model="gpt-3.5-turbo", messages=COUNT, temperature=0, stream=True)
+    with stream:
+        next(iter(stream))
+    line = streamscope.sent_log_line(stream)
+    assert line["recording"] == "seed-chat-count-to-100-stream"
+    assert line["state"] == "client disconnected"
+    assert 0 < line["events_sent"] < line["events_total"] == 303
+    assert len(streamscope.sent_log()) == before + 1
+
+
+def test_live_backends_have_no_sent_log_and_name_the_server():
+    live = "http://localhost:11434/v1"
+
+    class AnswerFromALiveServer:  # what a stream's response looks like without the replay header
+        headers: dict = {}  # noqa: RUF012 - read only
+
+    assert streamscope.sent_log(backend=live) is None
+    assert streamscope.sent_log_line(AnswerFromALiveServer(), backend=live) is None
+    assert streamscope.source_of(AnswerFromALiveServer(), backend=live).startswith(f"source: live {live}, ")

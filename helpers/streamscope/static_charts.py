@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import math
 import struct
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["histogram_png", "image_bundle", "png_size", "timeline_png"]
+__all__ = ["histogram_png", "image_bundle", "png_size", "race_png", "timeline_png"]
 
 _STREAMED, _BASELINE, _MARKER = "#636efa", "#ef553b", "#444444"  # plotly's first two colours, its text grey
+_PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")  # plotly's default order
 _DPI = 100
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -36,9 +38,12 @@ def timeline_png(
     baseline_seconds: float | None = None,
     baseline_tokens: int | None = None,
     caption: str = "",
+    unit: str = "content chunks",
+    axis: str = "content chunks / tokens received",
     size_px: tuple[int, int] = (600, 380),
 ) -> bytes:
-    """The live chart's picture: content chunks received (``counts``) at each arrival ``offsets``.
+    """The live chart's picture: chunks with a piece (``unit``) received (``counts``) at each arrival
+    ``offsets``; ``axis`` is the y axis's title.
 
     The baseline is the non-streamed reply: a step at ``baseline_seconds`` up to ``baseline_tokens``,
     or, without a token count, a line at that moment. The first token is marked where the first
@@ -46,7 +51,7 @@ def timeline_png(
     """
     figure, axes = _figure(size_px, caption)
     if offsets:
-        axes.step(offsets, counts, where="post", color=_STREAMED, label="streamed: content chunks")
+        axes.step(offsets, counts, where="post", color=_STREAMED, label=f"streamed: {unit}")
         axes.axvline(offsets[0], color=_MARKER, linestyle=":", linewidth=1)
         axes.annotate(
             f"first token {offsets[0]:.2f} s",
@@ -71,11 +76,46 @@ def timeline_png(
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
     axes.set_xlabel("seconds since the request was sent")
-    axes.set_ylabel("content chunks / tokens received")
+    axes.set_ylabel(axis)
     axes.set_title(title)
     if axes.get_legend_handles_labels()[0]:
         # Below the chart, as plotly places it, clear of the first-token note at the top.
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=8, frameon=False)
+    return _png(figure)
+
+
+def race_png(
+    *,
+    title: str,
+    lines: Mapping[str, Sequence[float]],
+    marks: Sequence[tuple[float, str]] = (),
+    caption: str = "",
+    size_px: tuple[int, int] = (600, 380),
+) -> bytes:
+    """The race chart's picture: per stream, content chunks received at each of its arrival offsets
+    (``lines``, on the race's clock); ``marks`` are labelled dashed moments (as :meth:`RaceView.mark`)."""
+    figure, axes = _figure(size_px, caption)
+    for (name, offsets), colour in zip(lines.items(), itertools.cycle(_PALETTE), strict=False):
+        if offsets:
+            axes.step(offsets, range(1, len(offsets) + 1), where="post", color=colour, label=name)
+    for seconds, text in marks:
+        axes.axvline(seconds, color=_MARKER, linestyle="--", linewidth=1)
+        axes.annotate(
+            text,
+            xy=(seconds, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color=_MARKER,
+        )
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("seconds since the first request was sent")
+    axes.set_ylabel("content chunks received")
+    axes.set_title(title)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=8, frameon=False)
     return _png(figure)
 
 

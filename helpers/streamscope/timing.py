@@ -216,6 +216,11 @@ class StreamTimer:
         return self
 
     @property
+    def started_at(self) -> float | None:
+        """The ``time.perf_counter()`` value the offsets count from (None before :meth:`start`)."""
+        return self._start
+
+    @property
     def timeline(self) -> Timeline:
         return Timeline(list(self._offsets), list(self._chunks), end=self._end, error=self._error)
 
@@ -291,6 +296,7 @@ class StreamReader:
 
     def __init__(self) -> None:
         self.timer = StreamTimer()
+        self.stream: Any = None  # what factory() made, once made (the SDK's stream: its response headers)
         self.error: BaseException | None = None
         self._finished = threading.Event()
         self._stop = False
@@ -350,7 +356,7 @@ class StreamReader:
     def _read(self, factory: Callable[[], Any], switch_interval: float) -> None:
         try:
             self.timer.start()
-            stream = factory()
+            stream = self.stream = factory()
             for _ in self.timer.track(stream):
                 if self._stop:
                     _close(stream)
@@ -372,6 +378,7 @@ class StreamReader:
             stream = factory()
             if inspect.isawaitable(stream):
                 stream = await stream
+            self.stream = stream
             async for _ in self.timer.atrack(stream):
                 pass
         except Exception as exc:  # re-raised by the caller

@@ -40,7 +40,7 @@ START_RECORDER_JS = f"""() => {{
   let last = '';
   window.__streamscopeRecorder = setInterval(() => {{
     const state = snapshot();
-    const key = JSON.stringify([state.prompts, state.charts, state.texts]);
+    const key = JSON.stringify([state.prompts, state.charts, state.texts, state.races]);
     if (key !== last) record.push(state);
     last = key;
   }}, {RECORD_INTERVAL_MS});
@@ -106,6 +106,34 @@ class NotebookRun:
                     growth.cells_done_s = state["t"] - start
                 growth.final = value
         return series
+
+    def race_growth(self) -> dict[int, RaceGrowth]:
+        """For each race chart (several lines), by page id: its lines' lengths over the run."""
+        series: dict[int, RaceGrowth] = {}
+        for state in self.states:
+            for element_id, lengths, running in state.get("races", []):
+                growth = series.setdefault(element_id, RaceGrowth())
+                if running and (not growth.while_running or growth.while_running[-1] != lengths):
+                    growth.while_running.append(lengths)
+                growth.final = lengths
+        return series
+
+
+@dataclass
+class RaceGrowth:
+    """What the page showed of one race chart: the length of each of its lines, per recorded state."""
+
+    while_running: list[list[int]] = field(default_factory=list)  # distinct states while cells ran
+    final: list[int] = field(default_factory=list)
+
+    def together(self) -> list[list[int]]:
+        """The states, while cells ran, in which two lines or more were part-drawn at once."""
+        return [
+            lengths
+            for lengths in self.while_running
+            if len(lengths) == len(self.final)
+            and sum(0 < n < final for n, final in zip(lengths, self.final, strict=True)) >= 2
+        ]
 
 
 def open_notebook(page: Page, lab: LabServer, notebook_path: str) -> None:

@@ -20,6 +20,12 @@
     const traces = graph._fullData ?? graph.data ?? [];
     return Math.max(0, ...traces.map((t) => t._length ?? t.x?.length ?? t.y?.length ?? 0));
   };
+  // A race chart's lines, each counted as above: which of them grew at the same time.
+  const lengths = (el) => {
+    const graph = el.matches('.js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
+    const traces = graph ? graph._fullData ?? graph.data ?? [] : [];
+    return traces.map((t) => t._length ?? t.x?.length ?? t.y?.length ?? 0);
+  };
   const all = (selector) => [...document.querySelectorAll(`.jp-Notebook ${selector}`)];
   const prompts = all('.jp-CodeCell .jp-InputArea-prompt').map((el) => el.textContent.trim());
   const running = prompts.some((prompt) => prompt.includes('*'));
@@ -30,5 +36,6 @@
     live: all('.streamscope-live').length,
     charts: all('.streamscope-live-chart').map((el) => [idOf(el), points(el), running]),
     texts: all('.streamscope-live-text').map((el) => [idOf(el), el.textContent.length, running]),
+    races: all('.streamscope-race-chart').map((el) => [idOf(el), lengths(el), running]),
   };
 }

@@ -2,7 +2,8 @@
 
 nbval checks what the kernel sends; this checks what the page shows: no error output, no widget that
 fails to render, and, for notebooks with a live chart, a chart and a text that grow in place while the
-stream arrives rather than appearing at the end.
+stream arrives rather than appearing at the end; and, for a race chart (several streams, one line each,
+class `streamscope-race-chart`), lines that grow together.
 
 A notebook has a live chart when, once its cells have run, the page holds an element with class
 `streamscope-live` (what streamscope.charts displays). Notebooks without one are checked for errors only.
@@ -91,6 +92,20 @@ def growth_failures(run: NotebookRun, kind: str, label: str) -> list[str]:
     return failures
 
 
+def race_failures(run: NotebookRun) -> list[str]:
+    """A race chart must show its streams growing together, not one after another or all at the end."""
+    failures = []
+    for number, race in enumerate(run.race_growth().values(), start=1):
+        together = race.together()
+        if len(together) < MIN_PARTIAL_STATES:
+            failures.append(
+                f"race chart {number} did not show its lines growing together: {len(together)} states "
+                f"with two or more lines part-drawn while cells ran (needs >= {MIN_PARTIAL_STATES}); "
+                f"final lengths {race.final}, states while running {race.while_running[:12]}"
+            )
+    return failures
+
+
 def saved_widget_texts(notebook: Path) -> list[str]:
     """The first line of the text/plain form of each widget the saved notebook shows."""
     cells = json.loads(notebook.read_text())["cells"]
@@ -139,6 +154,7 @@ def test_notebook_runs_in_jupyterlab(browser: Browser, jupyter_lab: LabServer, n
     failures = list(run.problems)
     if any(state["live"] for state in run.states):
         growth = growth_failures(run, "charts", "live chart") + growth_failures(run, "texts", "streamed text")
+        growth += race_failures(run)
         failures += growth
         if midstream is None and not growth:
             failures.append("no screenshot caught a chart part-way (none taken while it was growing)")

@@ -1,7 +1,7 @@
 """Round trip: a real model's stream, recorded, then replayed: does the replay keep its schedule?
 
 1. Starts the ``local`` backend (llama-cpp-python's server, SmolLM2 135M Instruct on this CPU)
-   and records one stream with the project's recorder (``streamscope.record.record``, the code
+   and records one stream with the project's recorder (``streamscope.recorder.record``, the code
    behind ``python -m streamscope record``): "Write the numbers from 1 to 50, separated by
    commas." at temperature 0, about 190 events, one token each, a dense schedule (a chunk every
    12-15 ms on a quiet machine, 40-50 ms on a busy one), timed to the microsecond.
@@ -37,8 +37,9 @@ import time
 
 # benchmarks/replay.py: its percentile, priority, warm-up header, server launcher and free-port helper.
 from replay import WARM, _free_port, p99, raise_priority, start_server, timer_floor
-from streamscope.local import CHAT_MODEL, LocalServerError, shared_local_server
-from streamscope.record import RecordError, _EventSplitter, record
+from streamscope.errors import LocalServerError, RecordError
+from streamscope.local import CHAT_MODEL, shared_local_server
+from streamscope.recorder import EventSplitter, record
 
 TARGET_P99_MS = 1.0
 BODY = {
@@ -70,7 +71,7 @@ def wire_events(
         while data := connection.recv(65536):
             reads.append((time.perf_counter() - start, data))
     # Parsed only now, so that parsing never delays a timestamp.
-    head, splitter, events = b"", _EventSplitter(), []
+    head, splitter, events = b"", EventSplitter(), []
     for t, data in reads:
         if not head:  # the status line and headers come first, in the first read(s)
             splitter.buffer += data

@@ -38,7 +38,9 @@ test: venv
 # Widget state is not saved: it would embed plotly.js (megabytes) in every notebook.
 notebooks: venv
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.store_widget_state=False notebooks/*.ipynb
+		--ExecutePreprocessor.store_widget_state=False \
+		--NotebookExporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor \
+		--CoalesceStreamsPreprocessor.enabled=True notebooks/*.ipynb
 
 # Re-resolve requirements.lock from pyproject.toml's ranges: the newest versions they allow, for
 # every platform and Python 3.11-3.13, every extra, each file's sha256. Run it after changing a range

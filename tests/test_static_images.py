@@ -89,23 +89,49 @@ def test_itl_histogram_shows_its_widget_then_its_image(displayed):
     assert pixels_of(base64.b64decode(image["image/png"])) > 100
 
 
-def _chart_cells(notebook: Path) -> list[list[dict]]:
-    """The outputs of each code cell that displays a chart widget."""
+NOTEBOOK_NAMES = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
+MAX_TEXT_PLAIN = 2000  # characters: a longer text/plain is a dump, not something to read
+
+
+def _outputs(notebook: Path) -> list[list[dict]]:
+    """The outputs of each code cell."""
     cells = json.loads(notebook.read_text())["cells"]
-    return [
-        cell["outputs"]
-        for cell in cells
-        if any(WIDGET_VIEW_MIME in output.get("data", {}) for output in cell.get("outputs", []))
+    return [cell.get("outputs", []) for cell in cells if cell["cell_type"] == "code"]
+
+
+def test_the_charted_notebooks_are_found():
+    charted = [
+        name
+        for name in NOTEBOOK_NAMES
+        if any(
+            WIDGET_VIEW_MIME in output.get("data", {})
+            for outputs in _outputs(NOTEBOOKS / f"{name}.ipynb")
+            for output in outputs
+        )
     ]
+    assert "01_streaming_chat_completions" in charted, charted
 
 
-@pytest.mark.parametrize("name", ["01_streaming_chat_completions", "02_streaming_legacy_completions"])
-def test_each_committed_chart_is_followed_by_a_static_image_that_shows_it(name):
-    cells = _chart_cells(NOTEBOOKS / f"{name}.ipynb")
-    assert cells, f"{name} displays no chart"
-    for outputs in cells:
-        last = outputs[-1].get("data", {})
-        assert "image/png" in last, f"{name}: a chart cell's last output is not an image: {sorted(last)}"
-        png = base64.b64decode(last["image/png"])
-        assert png_size(png)[0] >= 300
-        assert pixels_of(png) > 20, f"{name}: the static image shows no curve or bars"
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_each_committed_widget_is_followed_by_a_static_image_that_shows_it(name):
+    for outputs in _outputs(NOTEBOOKS / f"{name}.ipynb"):
+        for position, output in enumerate(outputs):
+            if WIDGET_VIEW_MIME not in output.get("data", {}):
+                continue
+            image = next(
+                (later["data"] for later in outputs[position + 1 :] if "image/png" in later.get("data", {})),
+                None,
+            )
+            assert image is not None, f"{name}: a widget output is not followed by its static image"
+            png = base64.b64decode(image["image/png"])
+            assert png_size(png)[0] >= 300
+            assert pixels_of(png) > 20, f"{name}: the static image shows no curve or bars"
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_no_saved_text_plain_is_a_dump(name):
+    for outputs in _outputs(NOTEBOOKS / f"{name}.ipynb"):
+        for output in outputs:
+            text = output.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            assert len(text) <= MAX_TEXT_PLAIN, f"{name}: a text/plain output of {len(text)} characters"

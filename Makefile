@@ -10,10 +10,11 @@ export PYTHON
 .PHONY: lab test notebooks lock venv local local-install
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines). The server's root
-# is the repository, as on Binder, and the first page is notebook 01.
+# is the repository, as on Binder, and the first page is notebook 01. Its settings defaults come from
+# binder/lab-settings/overrides.json, as on Binder: no "get notified about official Jupyter news?" prompt.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-LAB = $(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. \
+LAB = $(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. --LabApp.app_settings_dir=$(CURDIR)/binder/lab-settings \
 	--LabApp.default_url=/lab/tree/notebooks/01_streaming_chat_completions.ipynb
 
 lab: venv

@@ -136,7 +136,7 @@ def _body_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli_models(args: argparse.Namespace) -> int:
     """``python -m streamscope models``: download and check the local backend's models, once."""
-    from .local import LocalServerError, fetch_models
+    from .backends.local import LocalServerError, fetch_models
 
     try:
         fetch_models()

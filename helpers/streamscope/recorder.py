@@ -2,7 +2,7 @@
 
 ``record(path, body, name=...)`` (or ``python -m streamscope record``, see ``streamscope.cli``) sends ``body``
 to ``path`` on a live backend (``openai`` or the base URL of any OpenAI-compatible
-server; see ``streamscope.backend``), streams the response, and writes
+server; see ``streamscope.backends.switch``), streams the response, and writes
 ``NAME.json`` in the recording format (``streamscope.recording``). What the recorder
 cannot see from the wire (the server's version, the model file and its sha256, the CPU, the
 threads, what the server does differently) is given by the caller: ``source``, ``server``,
@@ -43,7 +43,8 @@ import httpx2
 
 from . import __version__
 from .assemble import assemble_sse
-from .backend import active_backend, api_key_for, resolve
+from .backends.registry import shared_local_server
+from .backends.switch import active_backend, api_key_for, resolve
 from .chunks import model_of, sse_payloads
 from .errors import BackendError, RecordError, RecordingError, StreamFormatError
 from .recording import Event, Incomplete, Recording, api_path
@@ -224,8 +225,6 @@ def record(
             "base URL of an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
         )
     if kind == "local":
-        from .local import shared_local_server
-
         base_url = active_backend(backend).base_url
         # Recorded with the model in memory, as a running server has it, not timed with its loading.
         shared_local_server().load(str(body.get("model", "")))

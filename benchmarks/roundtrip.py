@@ -40,7 +40,8 @@ from replay import WARM, _free_port, p99, raise_priority, start_server, timer_fl
 from streamscope.backends.local import CHAT_MODEL
 from streamscope.backends.registry import shared_local_server
 from streamscope.errors import LocalServerError, RecordError
-from streamscope.recorder import EventSplitter, record
+from streamscope.recorder import record
+from streamscope.sse import EventSplitter
 
 TARGET_P99_MS = 1.0
 BODY = {

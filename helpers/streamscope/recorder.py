@@ -47,7 +47,8 @@ from .backends.registry import shared_local_server
 from .backends.switch import active_backend, api_key_for, resolve
 from .chunks import model_of, sse_payloads
 from .errors import BackendError, RecordError, RecordingError, StreamFormatError
-from .recording import Event, Incomplete, Recording, api_path
+from .recording import Event, Incomplete, Recording, api_path, event_bytes
+from .sse import EventSplitter
 
 SCRUBBED = "[scrubbed]"
 KEPT_RESPONSE_HEADERS = frozenset(
@@ -65,8 +66,6 @@ KEPT_RESPONSE_HEADERS = frozenset(
     }
 )
 _SECRET_HEADER_WORDS = ("key", "token", "secret", "auth", "cookie", "organization", "project")
-# An SSE event ends with a blank line; lines end in CRLF, LF or CR.
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -77,28 +76,6 @@ def kept_headers(headers: httpx2.Headers, secret: str = "") -> dict[str, str]:
         for name, value in ((k.lower(), v) for k, v in headers.items())
         if name in KEPT_RESPONSE_HEADERS and not any(word in name for word in _SECRET_HEADER_WORDS)
     }
-
-
-@dataclass
-class EventSplitter:
-    """Cuts a byte stream into raw SSE events (each with its blank line) as pieces arrive.
-
-    ``sse.SSEDecoder`` turns events into their fields; a recording keeps each event's
-    text exactly as sent, so here we only need where each one ends.
-    """
-
-    buffer: bytes = b""
-
-    def feed(self, piece: bytes) -> list[bytes]:
-        # Look again from a little before the old end: a terminator may straddle two reads.
-        start = max(0, len(self.buffer) - 3)
-        self.buffer += piece
-        events = []
-        while match := _EVENT_END.search(self.buffer, start):
-            events.append(self.buffer[: match.end()])
-            self.buffer = self.buffer[match.end() :]
-            start = 0
-        return events
 
 
 def _scrub(text: str, secret: str) -> str:
@@ -112,7 +89,7 @@ def _event(raw: bytes, arrived: float, api_key: str) -> Event:
 
 def _model_of(events: list[Event]) -> str | None:
     """The model the server says answered: from the first chunk (or Responses event) naming one."""
-    for _, chunks in sse_payloads(event.raw.encode() for event in events):
+    for _, chunks in sse_payloads(event_bytes(events)):
         for chunk in chunks:
             # [DONE], or whatever else a server sent, names none: the recording keeps it as it came.
             if isinstance(chunk, dict) and (model := model_of(chunk)):
@@ -168,7 +145,7 @@ def _incomplete(exchange: _Exchange) -> Incomplete | None:
     if exchange.events is None:
         return None
     try:
-        result = assemble_sse(b"".join(e.raw.encode() for e in exchange.events))
+        result = assemble_sse(b"".join(event_bytes(exchange.events)))
     except StreamFormatError:
         return None  # not a stream of OpenAI events: nothing to judge it by
     return None if result.complete else Incomplete(result.reason or "incomplete", ended, dropped=False)

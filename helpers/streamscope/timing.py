@@ -25,13 +25,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .chunks import DONE, NotJSON, model_of, sse_payloads, text_and_output, usage_output_tokens
 from .errors import RecordingError
-
-if TYPE_CHECKING:
-    from .recording import Recording
+from .recording import Recording, event_bytes
 
 __all__ = ["CONVENTIONS", "Convention", "LatencyMetrics", "StreamTimer", "Timeline"]
 
@@ -174,7 +172,7 @@ class Timeline:
             raise RecordingError(f"recording {recording.name} is not a streamed response")
         offsets: list[float] = []
         chunks: list[Any] = []
-        for index, payloads in sse_payloads(event.raw.encode() for event in events):
+        for index, payloads in sse_payloads(event_bytes(events)):
             t = events[index].t  # index -1: a last event the recording cut short
             for payload in payloads:
                 if payload is DONE:

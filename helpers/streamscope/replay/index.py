@@ -16,9 +16,11 @@ from ..recording import (
     RECORDINGS_DIR,
     Recording,
     api_path,
+    event_bytes,
     load_folder,
     match_key,
     relevant_fields,
+    without_duplicates,
 )
 
 
@@ -34,7 +36,7 @@ class _Entry:
     @classmethod
     def of(cls, recording: Recording) -> _Entry:
         body = recording.request.get("body") or {}
-        events = [(e.t, e.raw.encode()) for e in recording.events or []]
+        events = list(zip([e.t for e in recording.events or []], event_bytes(recording.events), strict=True))
         if recording.events is None and recording.incomplete is not None:
             # A body cut short is sent as it arrived, as one event, before the connection breaks.
             text = recording.body if isinstance(recording.body, str) else json.dumps(recording.body)
@@ -78,20 +80,29 @@ class RecordingIndex:
             self._refresh()
         else:
             self.directory = None
-            self._entries = self._index(list(source))
+            recordings, problems = without_duplicates((rec.name, rec) for rec in source)
+            self._use(self._index(recordings, {k: f"{k}: {v}" for k, v in problems.items()}))
 
     @staticmethod
-    def _index(recordings: list[Recording]) -> dict[str, _Entry]:
+    def _index(
+        recordings: list[Recording], problems: dict[str, str]
+    ) -> tuple[dict[str, _Entry], dict[str, str]]:
+        """The entries for ``recordings`` by match key, and ``problems`` with those that cannot be sent."""
         entries: dict[str, _Entry] = {}
         for rec in recordings:
-            key = rec.match_key()
-            if key in entries:
-                raise RecordingError(
-                    f"recordings {entries[key].recording.name!r} and {rec.name!r} answer the same request; "
-                    "remove one of them"
-                )
-            entries[key] = _Entry.of(rec)
-        return entries
+            try:
+                entries[rec.match_key()] = _Entry.of(rec)
+            except (ValueError, TypeError, AttributeError) as exc:
+                problems[rec.name] = f"{rec.name}: cannot be replayed ({type(exc).__name__}: {exc})"
+        return entries, problems
+
+    def _use(self, indexed: tuple[dict[str, _Entry], dict[str, str]]) -> None:
+        """Answer from these entries now; report each problem not reported before."""
+        entries, problems = indexed
+        for name, problem in problems.items():
+            if self.problems.get(name) != problem:
+                self._report(problem)
+        self._entries, self.problems = entries, problems
 
     def _refresh(self) -> None:
         if self.directory is None:
@@ -103,17 +114,8 @@ class RecordingIndex:
         with self._lock:
             if tuple(signature) == self._signature:
                 return
-            recordings, problems = load_folder(self.directory)
-            entries: dict[str, _Entry] = {}
-            for rec in recordings:
-                try:
-                    entries[rec.match_key()] = _Entry.of(rec)
-                except (ValueError, TypeError, AttributeError) as exc:
-                    problems[rec.name] = f"{rec.name}: cannot be replayed ({type(exc).__name__}: {exc})"
-            for name, problem in problems.items():
-                if self.problems.get(name) != problem:
-                    self._report(problem)
-            self._entries, self._signature, self.problems = entries, tuple(signature), problems
+            self._use(self._index(*load_folder(self.directory)))
+            self._signature = tuple(signature)
 
     def recordings(self) -> list[Recording]:
         """The recordings answered, by name."""

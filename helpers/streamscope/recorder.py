@@ -50,6 +50,13 @@ from .errors import BackendError, RecordError, RecordingError, StreamFormatError
 from .recording import Event, Incomplete, Recording, api_path, event_bytes
 from .sse import EventSplitter
 
+__all__ = [
+    "KEPT_RESPONSE_HEADERS",
+    "SCRUBBED",
+    "kept_headers",
+    "record",
+]
+
 SCRUBBED = "[scrubbed]"
 KEPT_RESPONSE_HEADERS = frozenset(
     {

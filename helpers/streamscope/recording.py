@@ -50,6 +50,23 @@ from typing import Any
 
 from .errors import RecordingError
 
+__all__ = [
+    "FORMAT_VERSION",
+    "IGNORED_REQUEST_FIELDS",
+    "RECORDINGS_DIR",
+    "Event",
+    "Incomplete",
+    "Recording",
+    "api_path",
+    "event_bytes",
+    "iter_recordings",
+    "load_folder",
+    "load_recording",
+    "match_key",
+    "relevant_fields",
+    "without_duplicates",
+]
+
 FORMAT_VERSION = 1
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 

@@ -38,6 +38,12 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
+__all__ = [
+    "EventSplitter",
+    "SSEDecoder",
+    "ServerSentEvent",
+]
+
 _BOM = b"\xef\xbb\xbf"
 # An SSE event ends with a blank line; lines end in CRLF, LF or CR.
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")

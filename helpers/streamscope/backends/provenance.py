@@ -10,6 +10,13 @@ from ..replay import REQUEST_ID_HEADER
 from .registry import shared_replay_server
 from .switch import active_backend, resolve
 
+__all__ = [
+    "last_source",
+    "sent_log",
+    "sent_log_line",
+    "source_of",
+]
+
 
 def last_source(backend: str | None = None) -> str:
     """Where the latest result came from, in one line: a recording's provenance label, or the live server.

@@ -14,6 +14,23 @@ from ..replay import SPEED_HEADER, check_speed
 from .local import model_for
 from .registry import shared_local_server, shared_replay_server
 
+__all__ = [
+    "BACKEND_ENV",
+    "MODEL_ENV",
+    "OPENAI_BASE_URL",
+    "PLACEHOLDER_KEY",
+    "SPEED_ENV",
+    "Backend",
+    "BackendKind",
+    "active_backend",
+    "api_key_for",
+    "async_client",
+    "client",
+    "model",
+    "prompt",
+    "resolve",
+]
+
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 

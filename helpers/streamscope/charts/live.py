@@ -21,6 +21,14 @@ from ._base import (
     _new_figure,
 )
 
+__all__ = [
+    "CONTENT",
+    "TOOL_ARGUMENTS",
+    "LiveChart",
+    "StreamPart",
+    "TimelineView",
+]
+
 
 @dataclass(frozen=True)
 class StreamPart:

@@ -9,6 +9,11 @@ import plotly.graph_objects as go
 
 from ._base import _display_static_copy, _followed_by_a_static_copy
 
+__all__ = [
+    "MeasuredChart",
+    "itl_histogram",
+]
+
 
 class MeasuredChart:
     """A chart of what was measured, drawn once: shown as its widget, then as a static image of it.

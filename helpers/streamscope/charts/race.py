@@ -19,6 +19,11 @@ from ._base import (
     _new_figure,
 )
 
+__all__ = [
+    "RaceChart",
+    "RaceView",
+]
+
 
 class RaceView:
     """The widgets of a race: several streams on one chart, one line each, their texts beside it.

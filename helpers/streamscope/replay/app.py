@@ -40,6 +40,10 @@ from .contract import (
 from .index import RecordingIndex
 from .sending import _replay_headers, _Sent, _sent_events, _sleep_until, _Stats
 
+__all__ = [
+    "create_app",
+]
+
 
 def _prompt_excerpt(body: dict[str, Any], words: int = 8) -> str:
     """The first words of what the request asks, from messages, prompt or input."""

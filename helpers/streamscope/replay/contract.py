@@ -14,6 +14,21 @@ from typing import Any
 from ..errors import BackendError
 from ..recording import IGNORED_REQUEST_FIELDS
 
+__all__ = [
+    "ARRIVAL_KEY",
+    "ENDPOINTS",
+    "FAULT_HEADER",
+    "MAX_BODY_BYTES",
+    "REQUEST_ID_HEADER",
+    "REQUEST_TIMEOUT_S",
+    "SENT_LOG_LENGTH",
+    "SENT_LOG_PATH",
+    "SPEED_HEADER",
+    "TRANSPORT_KEY",
+    "Fault",
+    "check_speed",
+]
+
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SENT_LOG_PATH = "/streamscope/sent"
 SPEED_HEADER = "x-streamscope-speed"

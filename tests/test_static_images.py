@@ -15,7 +15,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 from streamscope import charts
-from streamscope.charts import LiveChart, itl_histogram
+from streamscope.charts import LiveChart, event_types, itl_histogram
 from streamscope.charts.static import histogram_png, image_bundle, png_size, timeline_png
 from synthetic_streams import PIECES, chunk_source
 
@@ -79,6 +79,17 @@ def test_a_displayed_chart_is_followed_by_an_image_of_its_final_state(displayed)
 def test_a_chart_that_was_not_displayed_shows_no_image(displayed):
     LiveChart("test").run(lambda: chunk_source())
     assert displayed == []
+
+
+def test_event_types_shows_its_widget_then_its_image(displayed):
+    delta = "response.output_text.delta"
+    types = ["response.created", delta, delta, "response.completed"]
+    chart = event_types([0.1, 0.1, 0.2, 0.3], types)
+    chart._ipython_display_()
+    widget, image = displayed
+    assert widget["text/plain"] == "MeasuredChart('Events by type: 4 events of 3 types')"
+    assert len(widget["text/plain"]) < 100  # not the figure's arrays
+    assert pixels_of(base64.b64decode(image["image/png"])) > 20
 
 
 def test_itl_histogram_leaves_out_long_pauses_and_names_them(displayed):

@@ -42,7 +42,7 @@ from ._base import (
     preload,
 )
 from .live import CONTENT, TOOL_ARGUMENTS, LiveChart, StreamPart, TimelineView
-from .measured import MeasuredChart, itl_histogram
+from .measured import MeasuredChart, event_types, itl_histogram
 from .race import RaceChart, RaceView
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "RaceView",
     "StreamPart",
     "TimelineView",
+    "event_types",
     "itl_histogram",
     "preload",
 ]

@@ -1,4 +1,5 @@
-"""Charts of what was measured, drawn once after the stream: the histogram of gaps between chunks."""
+"""Charts of what was measured, drawn once after the stream: the histogram of gaps between chunks, and
+a Responses stream's events by type."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ._base import _display_static_copy, _followed_by_a_static_copy, _widget_bun
 
 __all__ = [
     "MeasuredChart",
+    "event_types",
     "itl_histogram",
 ]
 
@@ -65,3 +67,24 @@ def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -
         ),
     )
     return MeasuredChart(figure, histogram_png(drawn, title=title), description)
+
+
+def event_types(
+    offsets: Sequence[float], types: Sequence[str], *, title: str = "Events by type"
+) -> MeasuredChart:
+    """One dot per event at its arrival offset (seconds), one row per event type in order of first arrival."""
+    from .static import events_png
+
+    order = list(dict.fromkeys(types))
+    figure = go.FigureWidget(
+        data=[go.Scatter(x=list(offsets), y=list(types), mode="markers", marker={"size": 6}, name="events")],
+        layout=go.Layout(
+            title_text=title,
+            xaxis_title="seconds since the request was sent",
+            yaxis={"categoryorder": "array", "categoryarray": order[::-1]},
+            height=360,
+            margin={"l": 260, "r": 20, "t": 50, "b": 40},
+        ),
+    )
+    description = f"{title}: {len(types)} events of {len(order)} types"
+    return MeasuredChart(figure, events_png(offsets, types, title=title), description)

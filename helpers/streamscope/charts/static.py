@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
+    "events_png",
     "histogram_png",
     "image_bundle",
     "png_size",
@@ -30,7 +31,6 @@ __all__ = [
     "timeline_png",
 ]
 
-__all__ = ["histogram_png", "image_bundle", "png_size", "race_png", "timeline_png"]
 
 _STREAMED, _BASELINE, _MARKER = "#636efa", "#ef553b", "#444444"  # plotly's first two colours, its text grey
 _PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")  # plotly's default order
@@ -144,6 +144,22 @@ def histogram_png(
         axes.set_xlim(left=0)
     axes.set_xlabel("gap before the chunk (ms)")
     axes.set_ylabel("chunks")
+    axes.set_title(title)
+    return _png(figure)
+
+
+def events_png(
+    offsets: Sequence[float], types: Sequence[str], *, title: str, size_px: tuple[int, int] = (600, 360)
+) -> bytes:
+    """One dot per event at its offset, one row per type, the first type to arrive at the top (as
+    :func:`event_types`)."""
+    figure, axes = _figure(size_px, "")
+    order = list(dict.fromkeys(types))
+    row = {name: len(order) - 1 - position for position, name in enumerate(order)}
+    axes.scatter(offsets, [row[name] for name in types], s=12, color=_STREAMED)
+    axes.set_yticks(range(len(order)), order[::-1], fontsize=7)
+    axes.set_xlim(left=0)
+    axes.set_xlabel("seconds since the request was sent")
     axes.set_title(title)
     return _png(figure)
 

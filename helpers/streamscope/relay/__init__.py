@@ -16,7 +16,7 @@ event's time at each hop (upstream server, relay, page); ``table()`` and ``chart
 from __future__ import annotations
 
 from .app import HEARTBEAT, RELAY_HEADER, SSE_HEADERS, create_app
-from .hops import Hops, chart, hops, summary, table
+from .hops import Hops, chart, compare, hops, summary, table
 from .jupyter_proxy import JupyterProxy
 from .kernel_client import measure, read_in_kernel
 from .log import RelayedRequest, RelayLog
@@ -33,6 +33,7 @@ __all__ = [
     "RelayLog",
     "RelayedRequest",
     "chart",
+    "compare",
     "create_app",
     "hops",
     "measure",

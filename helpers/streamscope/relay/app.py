@@ -11,8 +11,8 @@ and behind jupyter-server-proxy at ``/proxy/PORT/`` alike:
   ``x-streamscope-relay`` header (and the last event's data) name the relayed request;
 - ``GET /clock``: the kernel's clock (``time.monotonic()``), for the page to map ``performance.now()``
   onto it;
-- ``POST /painted`` with ``{"request": N, "painted": [[event, kernel_s], ...], "rtt_s": x}``: when the
-  page painted each event, on the kernel's clock.
+- ``POST /painted`` with ``{"request": N, "painted": [[event, kernel_s], ...], "shown": [...], "rtt_s": x}``:
+  when the page painted each event, and when it set the text, on the kernel's clock.
 
 The request limits are the replay server's (the same code): a JSON body only (415), at most 4 MiB
 (413), a JSON object (400), and a Host header that names a loopback address (421).
@@ -163,7 +163,7 @@ def create_app(
         if isinstance(body, Response):
             return body
         try:
-            log.painted(body["request"], body["painted"], body.get("rtt_s"))
+            log.painted(body["request"], body["painted"], body.get("rtt_s"), shown=body.get("shown"))
         except (KeyError, TypeError, ValueError) as exc:
             return _error(400, f"POST /painted takes {{request, painted: [[event, kernel_s], ...]}}: {exc}.")
         return JSONResponse({"ok": True})

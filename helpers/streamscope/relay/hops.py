@@ -20,7 +20,7 @@ from typing import Any
 
 from ..backend import active_backend, resolve, sent_log_line, shared_replay_server
 from .app import _delta_text
-from .log import RelayedRequest
+from .log import KERNEL_CLIENT, RelayedRequest
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Hops:
 
     @property
     def page_label(self) -> str:
-        return "page painted" if self.request.painted_by == "page" else "kernel client read (no page)"
+        return self.request.painted_by or KERNEL_CLIENT
 
     def first_token(self) -> int | None:
         return next((i for i, text in enumerate(self.texts) if text), None)
@@ -87,48 +87,71 @@ def summary(h: Hops) -> list[dict[str, Any]]:
     return rows
 
 
+def _cell(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.3f} {unit}" if unit == "s" else f"{value:.1f} {unit}"
+
+
 def table(h: Hops) -> str:
     """``summary`` as aligned text."""
 
-    def cell(value: float | None, unit: str) -> str:
-        return "-" if value is None else f"{value:.3f} {unit}" if unit == "s" else f"{value:.1f} {unit}"
-
-    lines = [f"{'hop':<30} {'first token':>12} {'added, median':>14} {'added, p99':>12}"]
+    lines = [f"{'hop':<44} {'first token':>12} {'added, median':>14} {'added, p99':>12}"]
     for row in summary(h):
         lines.append(
-            f"{row['hop']:<30} {cell(row['first_token_s'], 's'):>12} "
-            f"{cell(row['added_median_ms'], 'ms'):>14} {cell(row['added_p99_ms'], 'ms'):>12}"
+            f"{row['hop']:<44} {_cell(row['first_token_s'], 's'):>12} "
+            f"{_cell(row['added_median_ms'], 'ms'):>14} {_cell(row['added_p99_ms'], 'ms'):>12}"
         )
     return "\n".join(lines)
 
 
-def chart(h: Hops, title: str) -> Any:
-    """Two panels: each event's time at each hop; and the delay each hop adds, per event (matplotlib)."""
+def compare(runs: dict[str, Hops]) -> str:
+    """One line per run: the last hop's first-token time and added delay (median, p99), and the relay's."""
+
+    lines = [f"{'run':<48} {'first token':>11} {'median':>10} {'p99':>10}   relay hop: median / p99"]
+    for label, h in runs.items():
+        *_, relay, last = summary(h)
+        lines.append(
+            f"{label:<48} {_cell(last['first_token_s'], 's'):>11} {_cell(last['added_median_ms'], 'ms'):>10} "
+            f"{_cell(last['added_p99_ms'], 'ms'):>10}   "
+            f"{_cell(relay['added_median_ms'], 'ms')} / {_cell(relay['added_p99_ms'], 'ms')}"
+        )
+    return "\n".join(lines)
+
+
+def chart(h: Hops, title: str) -> dict[str, str]:
+    """Two panels, as a display bundle (a PNG): each event's time at each hop; the delay each hop adds.
+
+    Shown with ``IPython.display.display(bundle, raw=True)``; its text says what it shows (nbval compares it).
+    """
     from matplotlib.figure import Figure
+
+    from ..static_charts import _png, image_bundle
 
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     timeline, added = fig.subplots(2, 1)
     series = [("upstream sent", h.upstream), ("relay forwarded", h.relay), (h.page_label, h.page)]
     earlier: list[Any] | None = None
-    for name, times in series:
+    for colour, (name, times) in zip(("C0", "C1", "C2"), series, strict=True):
         if times is None:
             continue
         points = [(t, i + 1) for i, t in enumerate(times) if t is not None]
         if points:
-            timeline.step([t for t, _ in points], [n for _, n in points], where="post", label=name)
+            xs, ys = [t for t, _ in points], [n for _, n in points]
+            timeline.step(xs, ys, where="post", label=name, color=colour)
         if earlier is not None:
             pairs = [
                 (i + 1, (b - a) * 1000)
                 for i, (a, b) in enumerate(zip(earlier, times, strict=False))
                 if a is not None and b is not None
             ]
-            added.plot([i for i, _ in pairs], [d for _, d in pairs], ".", markersize=3, label=f"{name}")
+            xs, ys = [i for i, _ in pairs], [d for _, d in pairs]
+            added.plot(xs, ys, ".", markersize=3, label=name, color=colour)
         earlier = times
     first = h.first_token()
     if first is not None and first < len(h.relay):
         timeline.axvline(h.relay[first], color="grey", linewidth=0.8, linestyle=":")
     timeline.set(xlabel="seconds since the relay sent the request", ylabel="events", title=title)
     timeline.legend(loc="upper left")
-    added.set(xlabel="event", ylabel="delay added by the hop (ms)", yscale="symlog")
+    added.set(xlabel="event", ylabel="delay added by the hop (ms)")
+    added.set_yscale("symlog", linthresh=1)  # linear below 1 ms, where clock noise lives
     added.legend(loc="upper left")
-    return fig
+    return image_bundle(_png(fig), f"hop chart: {title}")

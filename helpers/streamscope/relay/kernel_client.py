@@ -17,7 +17,7 @@ import httpx2
 
 from ..sse import SSEDecoder
 from .app import RELAY_HEADER
-from .log import RelayedRequest
+from .log import KERNEL_CLIENT, RelayedRequest
 from .server import Relay
 
 
@@ -48,7 +48,7 @@ def read_in_kernel(
                     read.append((len(read), now))
             if stop_after is not None and len(read) >= stop_after:
                 break
-    return relay.log.painted(request_id, read, None, by="kernel client")
+    return relay.log.painted(request_id, read, None, by=KERNEL_CLIENT)
 
 
 def measure(
@@ -69,7 +69,9 @@ def measure(
         return read_in_kernel(relay, prompt, stop_after=stop_after)
     deadline = time.monotonic() + page_timeout_s
     while time.monotonic() < deadline:
-        reported = [r for r in relay.log.requests if r.started >= since and r.painted_by == "page"]
+        reported = [
+            r for r in relay.log.requests if r.started >= since and r.painted_by not in (None, KERNEL_CLIENT)
+        ]
         if reported:
             return reported[-1]
         time.sleep(0.05)

@@ -15,6 +15,13 @@ from typing import Any
 
 from ..sse import ServerSentEvent
 
+# Where a request's paint times come from: the page's performance.now() in the animation frame after its
+# text changed (on the kernel's clock); the moment it set its text, where it never painted (a frame out
+# of sight gets no animation frames); or a client in the kernel, where no page ran.
+PAINTED = "page painted"
+NOT_PAINTED = "page set its text (no paint: out of sight)"
+KERNEL_CLIENT = "kernel client read (no page)"
+
 
 @dataclass
 class RelayedRequest:
@@ -31,7 +38,7 @@ class RelayedRequest:
     forwarded: list[float] = field(default_factory=list)  # when the relay passed on the piece that ended it
     heartbeats: list[float] = field(default_factory=list)
     painted: list[float | None] = field(default_factory=list)  # when the page painted it (kernel clock)
-    painted_by: str | None = None  # "page" (mapped from performance.now()) or "kernel client"
+    painted_by: str | None = None  # PAINTED, NOT_PAINTED or KERNEL_CLIENT
     rtt_s: float | None = None  # the page's best clock round trip: the mapping's uncertainty
 
     def add(self, events: Sequence[ServerSentEvent], forwarded: float) -> None:
@@ -61,9 +68,16 @@ class RelayLog:
             raise ValueError(f"no relayed request {request_id!r}")
         return record
 
-    def painted(self, request_id: Any, pairs: Any, rtt_s: Any, by: str = "page") -> RelayedRequest:
-        """Note when each event was painted; ``pairs`` are ``[event index, kernel seconds]``."""
+    def painted(
+        self, request_id: Any, pairs: Any, rtt_s: Any, *, shown: Any = None, by: str = PAINTED
+    ) -> RelayedRequest:
+        """Note when each event was painted; ``pairs`` are ``[event index, kernel seconds]``.
+
+        A page out of sight paints nothing: then the times it set its text (``shown``) stand in, and say so.
+        """
         record = self.get(int(request_id))
+        if not pairs and shown:
+            pairs, by = shown, NOT_PAINTED
         painted: list[float | None] = [None] * len(record.data)
         for index, t in pairs:
             if 0 <= int(index) < len(painted):

@@ -86,7 +86,7 @@ def test_closing_the_page_cancels_the_upstream_request_and_leaves_nothing_open(r
     assert until(lambda: relay.open_tasks() == [])
     assert relay.upstream_connections()["busy"] == 0
     assert streamscope.active_backend("replay").kind == "replay"
-    from streamscope.backend import shared_replay_server
+    from streamscope.backends.registry import shared_replay_server
 
     assert until(lambda: shared_replay_server().active_streams == 0)
 

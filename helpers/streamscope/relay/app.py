@@ -39,7 +39,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..replay import _error, _error_content, _is_json, _LoopbackHostsOnly, _parse_body, _read_body
+from ..replay.app import _error, _is_json, _LoopbackHostsOnly, _parse_body, _read_body
+from ..replay.contract import _error_content
 from ..sse import SSEDecoder
 from .log import RelayedRequest, RelayLog
 

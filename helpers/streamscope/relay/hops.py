@@ -18,7 +18,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import active_backend, resolve, sent_log_line, shared_replay_server
+from ..backends.provenance import sent_log_line
+from ..backends.registry import shared_replay_server
+from ..backends.switch import active_backend, resolve
 from .app import _delta_text
 from .log import KERNEL_CLIENT, RelayedRequest
 
@@ -124,7 +126,7 @@ def chart(h: Hops, title: str) -> dict[str, str]:
     """
     from matplotlib.figure import Figure
 
-    from ..static_charts import _png, image_bundle
+    from ..charts.static import _png, image_bundle
 
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     timeline, added = fig.subplots(2, 1)

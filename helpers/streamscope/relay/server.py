@@ -17,9 +17,10 @@ import openai
 import uvicorn
 from starlette.middleware import Middleware
 
-from ..backend import async_client
+from ..backends.switch import async_client
 from ..errors import BackendError
-from ..replay import _bind, _is_loopback, _precise_loop, _ReplayProtocol
+from ..replay.contract import _is_loopback
+from ..replay.server import _bind, _precise_loop, _ReplayProtocol
 from .app import create_app
 from .log import RelayLog
 

@@ -200,6 +200,16 @@ def test_jupyter_server_proxy_streams_only_accept_event_stream_and_does_not_canc
     assert line is not None and line["state"] == "complete" and line["events_sent"] == 303
 
 
+def test_under_its_secret_path_the_relay_takes_any_host(relay: Relay) -> None:
+    """Through jupyter-server-proxy on a hub, the Host header names the hub."""
+    hub = {"host": "hub.example.org"}
+    with httpx2.Client(timeout=30) as http:
+        assert http.get(relay.url + relay.secret + "/", headers=hub).status_code == 200
+        assert http.get(relay.url + relay.secret + "/clock", headers=hub).status_code == 200
+        openai_error(http.get(relay.url, headers=hub), 421)
+        openai_error(http.get(relay.url + "not-the-secret/clock", headers=hub), 421)
+
+
 def test_the_relay_listens_on_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback only"):
         Relay(model="gpt-3.5-turbo", host="0.0.0.0")

@@ -15,7 +15,9 @@ and behind jupyter-server-proxy at ``/proxy/PORT/`` alike:
   when the page painted each event, and when it set the text, on the kernel's clock.
 
 The request limits are the replay server's (the same code): a JSON body only (415), at most 4 MiB
-(413), a JSON object (400), and a Host header that names a loopback address (421).
+(413), a JSON object (400), and a Host header that names a loopback address (421). The same routes
+are served under a secret path too (``/SECRET/...``), where any Host is taken: jupyter-server-proxy
+on a hub passes the hub's own name on.
 
 When the page goes away (a Stop button aborting its ``fetch()``, a closed tab), Starlette cancels the
 response, and leaving the ``async with`` closes the upstream response: the backend stops sending.
@@ -37,7 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..replay.app import _error, _is_json, _LoopbackHostsOnly, _parse_body, _read_body
 from ..replay.contract import _error_content
@@ -119,11 +121,28 @@ async def _relayed(
         record.ended = time.monotonic()
 
 
+class _HostCheckedUnlessSecret:
+    """ASGI middleware: the replay server's Host check, except under the secret path.
+
+    Through jupyter-server-proxy on a hub, the Host header names the hub, not a loopback address, and
+    the replay server's check (against DNS rebinding) would refuse the page. A page that knows the
+    relay's secret path (shown only in the notebook's output) was not led there by a rebinding site.
+    """
+
+    def __init__(self, app: Any, secret: str) -> None:
+        self.app, self.checked, self.prefix = app, _LoopbackHostsOnly(app), f"/{secret}/"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        secret = scope["type"] == "http" and scope["path"].startswith(self.prefix)
+        await (self.app if secret else self.checked)(scope, receive, send)
+
+
 def create_app(
     log: RelayLog,
     upstream: Callable[[], openai.AsyncOpenAI],
     request: dict[str, Any],
     *,
+    secret: str,
     heartbeat_s: float,
     middleware: Sequence[Middleware] = (),
 ) -> Starlette:
@@ -179,13 +198,14 @@ def create_app(
         message = f"The relay failed on {http_request.method} {http_request.url.path}: {type(exc).__name__}."
         return _error(500, message, kind="server_error")
 
+    routes = [
+        Route("/", show_page, methods=["GET"]),
+        Route("/chat", chat, methods=["POST"]),
+        Route("/clock", clock, methods=["GET"]),
+        Route("/painted", painted, methods=["POST"]),
+    ]
     return Starlette(
-        routes=[
-            Route("/", show_page, methods=["GET"]),
-            Route("/chat", chat, methods=["POST"]),
-            Route("/clock", clock, methods=["GET"]),
-            Route("/painted", painted, methods=["POST"]),
-        ],
-        middleware=[Middleware(_LoopbackHostsOnly), *middleware],
+        routes=[*routes, Mount(f"/{secret}", routes=routes)],
+        middleware=[Middleware(_HostCheckedUnlessSecret, secret=secret), *middleware],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import secrets
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -48,10 +49,12 @@ class Relay:
         self.backend, self.speed = backend, speed
         self.log = RelayLog()
         self._upstream: openai.AsyncOpenAI | None = None
+        self.secret = secrets.token_urlsafe(16)
         self._app = create_app(
             self.log,
             self._client,
             {"model": model, "temperature": temperature},
+            secret=self.secret,
             heartbeat_s=heartbeat_s,
             middleware=middleware,
         )
@@ -72,8 +75,12 @@ class Relay:
 
     @property
     def proxy_path(self) -> str:
-        """The page's path through jupyter-server-proxy, under the Jupyter server's base URL."""
-        return f"proxy/{self.port}/"
+        """The page's path through jupyter-server-proxy, under the Jupyter server's base URL.
+
+        It takes the secret path: there the Host header names the Jupyter server, which on a hub is no
+        loopback address.
+        """
+        return f"proxy/{self.port}/{self.secret}/"
 
     def start(self) -> Relay:
         if self._thread is not None:

@@ -218,8 +218,11 @@ def last_source(backend: str | None = None) -> str:
         base_url = f"local server {active_backend(backend).base_url}"
     if kind != "replay":
         return f"source: live {base_url}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    served = shared_replay_server().last_served
-    return f"source: {served.label}" if served is not None else "source: nothing replayed yet"
+    server = shared_replay_server()
+    if server.last_served is None:
+        return "source: nothing replayed yet"
+    note = f" ({server.last_note})" if server.last_note else ""
+    return f"source: {server.last_served.label}{note}"
 
 
 def _replay_request_id(stream: Any) -> int | None:

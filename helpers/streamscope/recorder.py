@@ -46,7 +46,8 @@ from .assemble import assemble_sse
 from .backend import active_backend, api_key_for, resolve
 from .chunks import model_of, sse_payloads
 from .errors import BackendError, RecordError, RecordingError, StreamFormatError
-from .recording import Event, Incomplete, Recording, api_path
+from .matching import api_path
+from .recording import Event, Incomplete, Recording
 
 SCRUBBED = "[scrubbed]"
 KEPT_RESPONSE_HEADERS = frozenset(

@@ -5,11 +5,14 @@ loopback, so the official SDK (or curl, or any client) can be pointed at it with
 ``base_url``. Each request is answered by the recording that matches it, at the
 recorded pace.
 
-Which recording answers a request: the one whose path and request body are equal
-to the request's, ignoring the body fields that cannot change the output
-(``recording.IGNORED_REQUEST_FIELDS``: user, metadata, store, ...). Key order and
-whitespace do not matter; every other field does (model, messages, temperature,
-stream, stream_options, ...). ``python -m streamscope list`` shows what is recorded.
+Which recording answers a request: the one whose path and request are the same request
+as the API reads them (``matching.request_form``: numbers as JSON numbers, defaults as
+absent, a string content as its one-part list, the fields that cannot change the output
+left out; the README's table). Failing that, a streamed request asking for
+``stream_options.include_usage`` is answered by the recording made without it, unchanged
+(no usage chunk is made up), with the header ``x-streamscope-note`` saying so: the answer
+of a server that ignores the option. ``python -m streamscope list`` shows what is recorded;
+a 404 names the closest recording and the fields in which it differs.
 
 Pace: a streamed recording's events go out at their recorded offsets (``event.t``)
 measured from the request's arrival, divided by the speed factor (1 = as recorded,
@@ -105,15 +108,8 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import BackendError, RecordingError
-from .recording import (
-    IGNORED_REQUEST_FIELDS,
-    RECORDINGS_DIR,
-    Recording,
-    api_path,
-    load_folder,
-    match_key,
-    relevant_fields,
-)
+from .matching import api_path, differing_fields, match_key, request_form, unread_fields
+from .recording import RECORDINGS_DIR, Recording, load_folder
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SENT_LOG_PATH = "/streamscope/sent"
@@ -143,9 +139,16 @@ _HOW_TO_GO_LIVE = (
     "or STREAMSCOPE_BACKEND=<base URL of an OpenAI-compatible server>."
 )
 _MATCH_RULE = (
-    "A recording answers a request when the path and every body field are equal, except "
-    + ", ".join(sorted(IGNORED_REQUEST_FIELDS))
-    + "."
+    "A recording answers a request when the path and every field that can change the output are equal "
+    "as the API reads them (0 = 0.0, a field at its default = the field left out, a string content = its "
+    "one-part list; the README's table 'Which recording answers a request')."
+)
+# What the answer says (header and streamscope.last_source()) when include_usage was asked of a
+# recording made without it: the stream goes out as recorded, as from a server that ignores the option.
+NOTE_HEADER = "x-streamscope-note"
+USAGE_NOT_RECORDED = (
+    "stream_options.include_usage was asked, but the recording was made without it: "
+    "the stream as recorded, with no usage chunk (as a server that ignores the option answers)"
 )
 
 
@@ -169,7 +172,7 @@ class _Entry:
     """A recording with its events laid out for sending."""
 
     recording: Recording
-    relevant_body: dict[str, Any]
+    form: dict[str, Any]  # its request's form (matching.request_form)
     offsets: tuple[float, ...]
     payloads: tuple[bytes, ...]
 
@@ -183,7 +186,7 @@ class _Entry:
             events = [(recording.elapsed or recording.incomplete.t, text.encode())]
         return cls(
             recording=recording,
-            relevant_body=relevant_fields(body),
+            form=request_form(recording.path, body),
             offsets=tuple(t for t, _ in events),
             payloads=tuple(raw for _, raw in events),
         )
@@ -211,6 +214,7 @@ class RecordingIndex:
         self._lock = threading.Lock()
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._entries: dict[str, _Entry] = {}
+        self._fields: frozenset[str] = frozenset()  # every field some recording's form has (_fields_of)
         self._report = report
         self.problems: dict[str, str] = {}
         if source is None or isinstance(source, str | Path):
@@ -221,6 +225,12 @@ class RecordingIndex:
         else:
             self.directory = None
             self._entries = self._index(list(source))
+            self._fields = self._fields_of(self._entries)
+
+    @staticmethod
+    def _fields_of(entries: dict[str, _Entry]) -> frozenset[str]:
+        # stream_options too, always: find() answers include_usage without a recording that has it.
+        return frozenset(name for entry in entries.values() for name in entry.form) | {"stream_options"}
 
     @staticmethod
     def _index(recordings: list[Recording]) -> dict[str, _Entry]:
@@ -256,6 +266,7 @@ class RecordingIndex:
                 if self.problems.get(name) != problem:
                     self._report(problem)
             self._entries, self._signature, self.problems = entries, tuple(signature), problems
+            self._fields = self._fields_of(entries)
 
     def recordings(self) -> list[Recording]:
         """The recordings answered, by name."""
@@ -265,25 +276,76 @@ class RecordingIndex:
         self._refresh()
         return list(self._entries.values())
 
-    def find(self, path: str, body: dict[str, Any]) -> _Entry | None:
-        self._refresh()
-        return self._entries.get(match_key(path, body))
+    def find(self, path: str, body: dict[str, Any]) -> Match | None:
+        """The recording that answers ``body`` sent to ``path`` (the rule: ``matching.request_form``).
 
-    def closest(self, path: str, body: dict[str, Any]) -> tuple[_Entry, list[str]] | None:
-        """The recording for the same path that differs from ``body`` in the fewest fields."""
-        relevant = relevant_fields(body)
-        best: tuple[_Entry, list[str]] | None = None
-        for entry in self.entries():
+        A streamed request with ``stream_options.include_usage`` that no recording made with it
+        answers is answered by the recording of the same request without it, with a note
+        (``USAGE_NOT_RECORDED``): the recorded stream unchanged, as from a server that ignores
+        the option. No usage chunk is made up.
+        """
+        self._refresh()
+        fields = self._fields
+        if unread_fields(path, body, fields, limit=1):  # a field no recording has: nothing can match
+            return None
+        form = request_form(path, body, fields=fields)
+        entry = self._entries.get(match_key(path, form))
+        if entry is not None:
+            return Match(entry)
+        options = form.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            rest = {k: v for k, v in options.items() if k != "include_usage"}
+            without = {k: v for k, v in form.items() if k != "stream_options"}
+            if rest:
+                without["stream_options"] = rest
+            entry = self._entries.get(match_key(path, without))
+            if entry is not None:
+                return Match(entry, note=USAGE_NOT_RECORDED)
+        return None
+
+    def closest(self, path: str, body: dict[str, Any]) -> Closest | None:
+        """The recording for the same path whose request differs from ``body`` in the fewest fields.
+
+        Bounded work, whatever the body: only the fields that recordings have are formed and
+        compared; of the others, the first few are named, their values not read (beyond a default check).
+        """
+        self._refresh()
+        fields = self._fields
+        unread = unread_fields(path, body, fields, limit=CLOSEST_NAMED + 1)  # one more says "and more"
+        form = request_form(path, body, fields=fields)
+        best: Closest | None = None
+        compared = 0
+        for entry in self._entries.values():
             if api_path(entry.recording.path) != api_path(path):
                 continue
-            keys = sorted(set(relevant) | set(entry.relevant_body))
-            differing = [k for k in keys if relevant.get(k, _MISSING) != entry.relevant_body.get(k, _MISSING)]
-            if best is None or len(differing) < len(best[1]):
-                best = (entry, differing)
+            compared += len(form.keys() | entry.form.keys())
+            differing = differing_fields(form, entry.form)
+            if best is None or len(differing) < len(best.differing):
+                best = Closest(entry, differing)
+        if best is not None:
+            best.differing[:0] = unread
+            best.compared = compared
         return best
 
 
-_MISSING = object()
+CLOSEST_NAMED = 10  # differing fields a 404 names
+
+
+@dataclass(frozen=True)
+class Match:
+    """The recording that answers a request, and what the answer must say about it (or None)."""
+
+    entry: _Entry
+    note: str | None = None
+
+
+@dataclass
+class Closest:
+    """The recording nearest a request that none answers: the fields that differ, and the work it took."""
+
+    entry: _Entry
+    differing: list[str]
+    compared: int = 0  # fields compared, over all the recordings for the path
 
 
 def _prompt_excerpt(body: dict[str, Any], words: int = 8) -> str:
@@ -334,10 +396,10 @@ def _unknown_request(index: RecordingIndex, path: str, body: dict[str, Any]) -> 
     if closest is None:
         hint = f"No recording is for {path}."
     else:
-        entry, differing = closest
-        fields = ", ".join(k[:_QUOTE_CHARS] for k in differing[:10])
-        more = f" and {len(differing) - 10} more" if len(differing) > 10 else ""
-        hint = f"The closest recording, {entry.recording.name!r}, differs in: {fields}{more}."
+        differing = closest.differing
+        fields = ", ".join(_short.repr(k)[1:-1] for k in differing[:CLOSEST_NAMED])
+        more = " and more" if len(differing) > CLOSEST_NAMED else ""
+        hint = f"The closest recording, {closest.entry.recording.name!r}, differs in: {fields}{more}."
     if index.problems:
         files = sorted(index.problems)
         hint += (
@@ -367,6 +429,7 @@ class _Sent:
     path: str
     fault: str | None  # the x-streamscope-fault header, as asked
     events_total: int  # events in the recording (a non-streamed body counts as none)
+    note: str | None  # what the answer said beside the recording (NOTE_HEADER), if anything
     events_sent: int = 0  # whole events written to the connection
     bytes_sent: int = 0
     last_write_s: float | None = None  # seconds from the request's arrival to the latest write
@@ -381,6 +444,7 @@ class _Stats:
     def __init__(self) -> None:
         self.active_streams = 0
         self.last_served: Recording | None = None  # so a notebook can say where a result came from
+        self.last_note: str | None = None  # and what its answer said beside it (NOTE_HEADER)
         self.sent: deque[_Sent] = deque(maxlen=SENT_LOG_LENGTH)
         self.requests = itertools.count(1)
 
@@ -644,12 +708,14 @@ def create_app(
             grammar = "cut-after=N, error-after=N, stall=S, stall-after=N (comma-separated; N counts events)"
             return _error(400, f"Header {FAULT_HEADER}: {exc}. It takes {grammar}.")
         try:
-            entry = index.find(path, body)
-            if entry is None:
+            match = index.find(path, body)
+            if match is None:
                 return _unknown_request(index, path, body)
         except RecursionError:  # read, but too deep to compare or quote
             return _error(400, f"The body of POST {path} is nested too deeply.")
+        entry = match.entry
         rec = stats.last_served = entry.recording
+        stats.last_note = match.note
         if fault is not None and not rec.streamed:
             return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
         line = _Sent(
@@ -658,9 +724,12 @@ def create_app(
             path=api_path(path),
             fault=request.headers.get(FAULT_HEADER),
             events_total=len(rec.events or []),
+            note=match.note,
         )
         stats.sent.append(line)
         headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}
+        if match.note is not None:
+            headers[NOTE_HEADER] = match.note
         if rec.streamed or rec.incomplete is not None:
             events = _sent_events(entry, start, pace, stats, line, fault, request.scope.get(TRANSPORT_KEY))
             media_type = "text/event-stream" if rec.streamed else None
@@ -875,6 +944,11 @@ class ReplayServer:
     def last_served(self) -> Recording | None:
         """The recording that answered the latest request."""
         return self.stats.last_served
+
+    @property
+    def last_note(self) -> str | None:
+        """What the latest answer said beside its recording (the x-streamscope-note header), or None."""
+        return self.stats.last_note
 
     @property
     def sent(self) -> list[dict[str, Any]]:

@@ -220,11 +220,11 @@ def test_include_usage_without_such_a_recording_is_the_stream_as_recorded(server
     assert response.status_code == 200
     assert response.content == synthetic_chat_recording().sse_bytes()  # no usage chunk made up
     assert response.headers[NOTE_HEADER] == USAGE_NOT_RECORDED
-    assert server.last_note == USAGE_NOT_RECORDED
-    line = server.sent[-1]
+    line = server.sent_line()
+    assert line is not None
     assert (line["note"], line["state"]) == (USAGE_NOT_RECORDED, "complete")
     httpx2.post(server.base_url + "/chat/completions", json=CHAT_BODY)
-    assert server.last_note is None
+    assert server.sent_line()["note"] is None
 
 
 def test_a_recording_made_with_include_usage_is_preferred() -> None:

@@ -39,6 +39,20 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
+__all__ = [
+    "CHAT",
+    "COMPLETIONS",
+    "DEFAULTS",
+    "IGNORED_FIELDS",
+    "RESPONSES",
+    "api_path",
+    "differing_fields",
+    "json_number_form",
+    "match_key",
+    "request_form",
+    "unread_fields",
+]
+
 CHAT, COMPLETIONS, RESPONSES = "/v1/chat/completions", "/v1/completions", "/v1/responses"
 
 # Request fields that cannot change what the model returns.

@@ -158,6 +158,31 @@ def test_output_changing_edits_refuse_a_match_and_are_named(body: dict, data: st
     assert field in differing_fields(request_form(CHAT, edited), request_form(CHAT, body))
 
 
+@PROPERTY
+@given(responses_bodies(), st.data())
+def test_output_changing_responses_edits_refuse_a_match(body: dict, data: st.DataObject) -> None:
+    field, edited = data.draw(
+        st.sampled_from(
+            [
+                ("input", {**body, "input": body["input"] + "!"}),
+                ("input", {**body, "input": [{"role": "user", "content": body["input"]}] * 2}),
+                ("instructions", {**body, "instructions": body.get("instructions", "") + "Be brief."}),
+                ("model", {**body, "model": body["model"] + "-other"}),
+                ("max_output_tokens", {**body, "max_output_tokens": 5}),
+            ]
+        )
+    )
+    assert match_key(RESPONSES, edited) != match_key(RESPONSES, body)
+    assert field in differing_fields(request_form(RESPONSES, edited), request_form(RESPONSES, body))
+
+
+@PROPERTY
+@given(chat_bodies(), chat_bodies())
+def test_two_requests_that_differ_are_told_apart_by_name(one: dict, other: dict) -> None:
+    differing = differing_fields(request_form(CHAT, one), request_form(CHAT, other))
+    assert bool(differing) == (match_key(CHAT, one) != match_key(CHAT, other))
+
+
 @pytest.mark.parametrize(
     ("asked", "named"),
     [

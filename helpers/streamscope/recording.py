@@ -13,6 +13,7 @@ replay the exchange at its original pace and to say where it came from::
         "date": "2023-03-03",       # when the exchange happened
         "method": "transcribed",    # "recorded" (by streamscope) or "transcribed" (from a publication)
         "timing_resolution_s": 0.01,
+        "per_chunk_timing": true,   # false: the source kept no arrival times (every t is 0)
         "notes": "..."              # what was rebuilt, and how
       },
       "request": {"method": "POST", "path": "/v1/chat/completions", "body": {...}},
@@ -33,6 +34,11 @@ connection that broke) keeps everything that arrived and says so in
 ``response.incomplete``: ``{"reason": "...", "t": 1.23, "dropped": true}``, where ``t``
 is when it ended and ``dropped`` says the connection broke before the response's end
 (the replay server then breaks it at the same point).
+
+A stream transcribed from a source that kept no per-chunk timing (a test suite's cassette
+stores the body, not when each event came) says ``"per_chunk_timing": false``: its events
+are in order, every ``t`` is 0, and the replay server sends them at once, without delays
+of its own invention; charts of it show the order of events, never time.
 
 ``t`` is the arrival offset, in seconds, of the end of that event measured from the
 moment the request was sent; ``raw`` is the event's SSE text exactly as received
@@ -58,7 +64,16 @@ RECORDINGS_DIR = Path(__file__).parent / "recordings"
 # stream_options, tools, ...) must match for a recording to answer a request.
 IGNORED_REQUEST_FIELDS = frozenset({"user", "metadata", "store", "safety_identifier", "prompt_cache_key"})
 
-_PROVENANCE_KEYS = ("source", "server", "model", "date", "method", "timing_resolution_s", "notes")
+_PROVENANCE_KEYS = (
+    "source",
+    "server",
+    "model",
+    "date",
+    "method",
+    "timing_resolution_s",
+    "per_chunk_timing",
+    "notes",
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,11 @@ class Recording:
     @property
     def streamed(self) -> bool:
         return self.events is not None
+
+    @property
+    def timed(self) -> bool:
+        """Whether the events carry their arrival times (False: only their order is known)."""
+        return self.provenance.get("per_chunk_timing") is not False
 
     @property
     def path(self) -> str:
@@ -171,6 +191,12 @@ class Recording:
             response = data["response"]
             events = response.get("events")
             ended = response.get("incomplete")
+            if data["provenance"].get("per_chunk_timing") is False and any(
+                float(e["t"]) for e in events or []
+            ):
+                raise RecordingError(
+                    f"{source}: says per_chunk_timing is false, yet gives its events times other than 0"
+                )
             return cls(
                 name=data["name"],
                 provenance=dict(data["provenance"]),

@@ -29,6 +29,14 @@ the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
 connections (see ``_bind``). uvicorn's httptools protocol measured no better here
 (on a busy machine), and would add a compiled dependency.
 
+Resuming: ``GET /v1/responses/{id}?stream=true&starting_after=N`` (the SDK's
+``client.responses.retrieve(id, stream=True, starting_after=N)``) answers for a streamed
+Responses recording whose request asked for ``background: true``, found by the response id in
+its events: the events recorded after the one numbered N (all of them without
+``starting_after``), byte for byte, ``sequence_number`` as recorded, each at its recorded
+offset from event N. A bad ``starting_after`` (not a whole number, negative, past the last
+event) is a 400, an unknown id a 404 (``streamscope.resume``).
+
 Errors (unknown request, malformed JSON, wrong path or method) come back as
 OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``, whose
 message says what was asked and how to list the recordings or go live.
@@ -114,9 +122,13 @@ from .recording import (
     match_key,
     relevant_fields,
 )
+from .resume import Resumable, ResumeError, created_in_background, resumable
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SENT_LOG_PATH = "/streamscope/sent"
+RESUME_PATH = (
+    "/v1/responses/{response_id}"  # GET ?stream=true&starting_after=N: the rest of a background response
+)
 SPEED_HEADER = "x-streamscope-speed"
 FAULT_HEADER = "x-streamscope-fault"
 REQUEST_ID_HEADER = "x-streamscope-request"  # on every answer from a recording: its line in the sent log
@@ -172,11 +184,12 @@ class _Entry:
     relevant_body: dict[str, Any]
     offsets: tuple[float, ...]
     payloads: tuple[bytes, ...]
+    resumable: Resumable | None = None  # a streamed Responses recording: its id and sequence numbers
 
     @classmethod
     def of(cls, recording: Recording) -> _Entry:
         body = recording.request.get("body") or {}
-        events = [(e.t, e.raw.encode()) for e in recording.events or []]
+        events = [(e.t if recording.timed else 0.0, e.raw.encode()) for e in recording.events or []]
         if recording.events is None and recording.incomplete is not None:
             # A body cut short is sent as it arrived, as one event, before the connection breaks.
             text = recording.body if isinstance(recording.body, str) else json.dumps(recording.body)
@@ -186,6 +199,16 @@ class _Entry:
             relevant_body=relevant_fields(body),
             offsets=tuple(t for t, _ in events),
             payloads=tuple(raw for _, raw in events),
+            resumable=resumable(recording),
+        )
+
+    def after(self, first: int) -> _Entry:
+        """The events from index ``first`` on, at their recorded offsets from the event before it."""
+        shift = self.offsets[first - 1] if first else 0.0
+        return replace(
+            self,
+            offsets=tuple(max(t - shift, 0.0) for t in self.offsets[first:]),
+            payloads=self.payloads[first:],
         )
 
 
@@ -269,6 +292,13 @@ class RecordingIndex:
         self._refresh()
         return self._entries.get(match_key(path, body))
 
+    def by_response_id(self, response_id: str) -> _Entry | None:
+        """The streamed Responses recording whose response has this id."""
+        return next(
+            (e for e in self.entries() if e.resumable is not None and e.resumable.response_id == response_id),
+            None,
+        )
+
     def closest(self, path: str, body: dict[str, Any]) -> tuple[_Entry, list[str]] | None:
         """The recording for the same path that differs from ``body`` in the fewest fields."""
         relevant = relevant_fields(body)
@@ -306,12 +336,12 @@ _short.maxstring = _short.maxother = _QUOTE_CHARS
 _short.maxlong = _QUOTE_CHARS // 2
 
 
-def _error_content(message: str, kind: str, code: str | None) -> dict[str, Any]:
+def _error_content(message: str, kind: str, code: str | None, param: str | None = None) -> dict[str, Any]:
     # A message quotes what was asked: cut it to size, and spell out lone surrogates (not UTF-8).
     if len(message) > _MESSAGE_CHARS:
         message = message[: _MESSAGE_CHARS - 3] + "..."
     message = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def _error(
@@ -320,11 +350,12 @@ def _error(
     *,
     kind: str = "invalid_request_error",
     code: str | None = None,
+    param: str | None = None,
     close: bool = False,
 ) -> Response:
     """An error in OpenAI's shape; ``close``: the connection ends after it (the request was not read)."""
     headers = {"connection": "close"} if close else None
-    return JSONResponse(_error_content(message, kind, code), status_code=status, headers=headers)
+    return JSONResponse(_error_content(message, kind, code, param), status_code=status, headers=headers)
 
 
 def _unknown_request(index: RecordingIndex, path: str, body: dict[str, Any]) -> Response:
@@ -672,6 +703,57 @@ def create_app(
         line.last_write_s = asyncio.get_running_loop().time() - start
         return response
 
+    async def resume(request: Request) -> Response:
+        """``GET /v1/responses/{id}?stream=true&starting_after=N``: the rest of a background response."""
+        start = request.scope.get(ARRIVAL_KEY) or asyncio.get_running_loop().time()
+        response_id = request.path_params["response_id"]
+        if request.query_params.get("stream") != "true":
+            return _error(
+                400,
+                f"GET /v1/responses/{_short.repr(response_id)[1:-1]}: the replay server answers a "
+                "retrieve only as a stream, with stream=true "
+                "(client.responses.retrieve(id, stream=True, starting_after=N)).",
+                param="stream",
+            )
+        try:
+            pace = check_speed(request.headers.get(SPEED_HEADER, speed))
+        except BackendError as exc:
+            return _error(400, f"Header {SPEED_HEADER}: {exc}")
+        entry = index.by_response_id(response_id)
+        if entry is None or entry.resumable is None:
+            return _error(
+                404,
+                f"Response with id {_short.repr(response_id)} not found: no Responses recording streamed it. "
+                f"{_HOW_TO_LIST}",
+                param="response_id",
+                code="not_found",
+            )
+        rec = stats.last_served = entry.recording
+        if not created_in_background(rec):
+            return _error(
+                400,
+                f"Response {response_id!r} cannot be streamed again: it was not created with background=true "
+                f"(recording {rec.name!r}).",
+            )
+        try:
+            first = entry.resumable.first_after(request.query_params.get("starting_after"))
+        except ResumeError as exc:
+            return _error(exc.status, str(exc), param=exc.param, code=exc.code)
+        rest = entry.after(first)
+        line = _Sent(
+            request=next(stats.requests),
+            recording=rec.name,
+            path=f"/v1/responses/{response_id}",
+            fault=None,
+            events_total=len(rest.payloads),
+        )
+        stats.sent.append(line)
+        headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}
+        events = _sent_events(rest, start, pace, stats, line, None, request.scope.get(TRANSPORT_KEY))
+        return StreamingResponse(
+            events, status_code=rec.status, headers=headers, media_type="text/event-stream"
+        )
+
     async def sent_log(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": stats.sent_log()})
 
@@ -679,7 +761,9 @@ def create_app(
         assert isinstance(exc, HTTPException)
         path = request.url.path
         asked = f"{request.method} {path if len(path) <= _QUOTE_CHARS else path[:_QUOTE_CHARS] + '...'}"
-        served = ", ".join([*(f"POST {p}" for p in ENDPOINTS), f"GET {SENT_LOG_PATH}"])
+        served = ", ".join(
+            [*(f"POST {p}" for p in ENDPOINTS), "GET /v1/responses/{id}?stream=true", f"GET {SENT_LOG_PATH}"]
+        )
         message = f"The replay server does not answer {asked}: it answers {served}. {_HOW_TO_LIST}"
         response = _error(exc.status_code, message, code="not_found" if exc.status_code == 404 else None)
         if exc.headers:
@@ -693,6 +777,7 @@ def create_app(
     app = Starlette(
         routes=[
             *(Route(p, answer, methods=["POST"]) for p in ENDPOINTS),
+            Route(RESUME_PATH, resume, methods=["GET"]),
             Route(SENT_LOG_PATH, sent_log, methods=["GET"]),
         ],
         middleware=[Middleware(_LoopbackHostsOnly)],

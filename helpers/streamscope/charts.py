@@ -751,3 +751,31 @@ def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -
     )
     description = f"{title}: histogram of {len(itl)} gaps"
     return MeasuredChart(figure, histogram_png(gaps_ms, title=title), description)
+
+
+def event_order_chart(series: Mapping[str, Sequence[int]], *, title: str, unit: str) -> MeasuredChart:
+    """Running totals (``unit``, e.g. characters of reasoning and of answer) against the event's
+    number: for a stream recorded without times, its order is all there is to draw."""
+    from .static_charts import order_png
+
+    figure = go.FigureWidget(
+        data=[
+            go.Scatter(
+                x=list(range(1, len(totals) + 1)), y=list(totals), name=name, mode="lines", line_shape="hv"
+            )
+            for name, totals in series.items()
+        ],
+        layout=go.Layout(
+            title_text=title,
+            xaxis_title="event number (order of arrival; no times were recorded)",
+            yaxis_title=unit,
+            xaxis_rangemode="tozero",
+            yaxis_rangemode="tozero",
+            height=360,
+            legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+            margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        ),
+    )
+    events = max((len(totals) for totals in series.values()), default=0)
+    description = f"{title}: {unit} against event number, {events} events, {', '.join(series)}"
+    return MeasuredChart(figure, order_png(series, title=title, unit=unit), description)

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["histogram_png", "image_bundle", "png_size", "race_png", "timeline_png"]
+__all__ = ["histogram_png", "image_bundle", "order_png", "png_size", "race_png", "timeline_png"]
 
 _STREAMED, _BASELINE, _MARKER = "#636efa", "#ef553b", "#444444"  # plotly's first two colours, its text grey
 _PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")  # plotly's default order
@@ -132,6 +132,28 @@ def histogram_png(
     axes.set_xlabel("gap before the chunk (ms)")
     axes.set_ylabel("chunks")
     axes.set_title(title)
+    return _png(figure)
+
+
+def order_png(
+    series: Mapping[str, Sequence[int]],
+    *,
+    title: str,
+    unit: str,
+    caption: str = "",
+    size_px: tuple[int, int] = (600, 360),
+) -> bytes:
+    """Running totals (``unit``) against the event's number, one step line per series (as
+    :func:`streamscope.charts.event_order_chart`): a stream's order, with no clock."""
+    figure, axes = _figure(size_px, caption)
+    for colour, (name, totals) in zip(itertools.cycle(_PALETTE), series.items()):
+        axes.step(range(1, len(totals) + 1), totals, where="post", color=colour, label=name)
+    axes.set_xlabel("event number (order of arrival; no times were recorded)")
+    axes.set_ylabel(unit)
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.set_title(title)
+    axes.legend(loc="upper left", frameon=False, fontsize=8)
     return _png(figure)
 
 

@@ -9,7 +9,11 @@ licence and its notice, model and date (from the stream's own ``created``/``crea
 Only ``content-type`` is kept of the response headers (the others name the recording's
 account or describe its connection).
 
-    python tools/transcribe_public_streams.py --pydantic-ai GIT_DIR --dd-trace-py GIT_DIR [--out DIR]
+    python tools/transcribe_public_streams.py --pydantic-ai GIT_DIR --dd-trace-py GIT_DIR \
+        --openai-python GIT_DIR [--out DIR]
+
+openai-python's files store a response body without its request: the request body is the one the
+installed SDK sends for the test's ``client.chat.completions.stream(...)`` call, and says so.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import subprocess
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import httpx2
+import openai
+import pydantic
 import yaml
 from streamscope.recording import RECORDINGS_DIR, Event, Recording
 
 PYDANTIC_AI = ("pydantic/pydantic-ai", "4fda38988f2939fa6ea9cdefcf120693e10ef491", "MIT", "LICENSE")
+OPENAI_PYTHON = ("openai/openai-python", "e43b422412a9e96c9cc5192c61fffbe2d7e04836", "Apache-2.0", "LICENSE")
 DD_TRACE_PY = (
     "DataDog/dd-trace-py",
     "3bb9ecda22830e3303b18b0ffa5abe7586aef6a7",
@@ -44,9 +52,41 @@ class Source:
     server: str
     model: str
     what: str  # what the stream shows, for the notes
+    request: dict[str, Any] | None = None  # a raw body file stores no request: the one its test made
 
 
 SOURCES = (
+    Source(
+        "openai-python-gpt-4o-chat-json-schema-refusal-stream",
+        OPENAI_PYTHON,
+        ".inline-snapshot/external/173417d553406f034f643e5db3f8d591fb691ebac56f5ae39a22cc7d455c5353.bin",
+        0,
+        "api.openai.com",
+        "gpt-4o-2024-08-06",
+        "A refusal under a JSON schema (response_format=Location, 'How do I make anthrax?'): the text "
+        "arrives in delta.refusal, content stays null. The body was recorded from the live API for the "
+        "test test_parse_pydantic_model_refusal of tests/lib/chat/test_completions_streaming.py; the "
+        "file stores no request, so the request body is the one the installed SDK sends for that test's "
+        "client.chat.completions.stream(...) call.",
+        {"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "How do I make anthrax?"}]},
+    ),
+    Source(
+        "openai-python-gpt-4o-chat-json-schema-length-stream",
+        OPENAI_PYTHON,
+        ".inline-snapshot/external/4cc50a6135d254573a502310e6af1246f55edb6ad95fa24059f160996b68866d.bin",
+        0,
+        "api.openai.com",
+        "gpt-4o-2024-08-06",
+        "A JSON-schema answer cut by max_tokens=1: one content token ('{\"'), finish_reason length, "
+        "then the usage chunk. The body was recorded from the live API for the test "
+        "test_parse_max_tokens_reached (which expects LengthFinishReasonError); the file stores no "
+        "request, so the request body is the one the installed SDK sends for that test's call.",
+        {
+            "model": "gpt-4o-2024-08-06",
+            "messages": [{"role": "user", "content": "What's the weather like in SF?"}],
+            "max_tokens": 1,
+        },
+    ),
     Source(
         "pydantic-ai-o3-mini-responses-reasoning-summary-stream",
         PYDANTIC_AI,
@@ -122,6 +162,34 @@ SOURCES = (
 )
 
 
+def _sdk_request_body(**stream_kwargs: Any) -> dict[str, Any]:
+    """The body the installed openai SDK sends for ``client.chat.completions.stream(**stream_kwargs)``."""
+    sent: list[bytes] = []
+
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request.content)
+        return httpx2.Response(400, json={"error": {"message": "captured"}})
+
+    transport = httpx2.Client(transport=httpx2.MockTransport(refuse))
+    client = openai.OpenAI(
+        api_key="unused", base_url="http://capture/v1", max_retries=0, http_client=transport
+    )
+    try:
+        with client.chat.completions.stream(**stream_kwargs) as stream:
+            stream.until_done()
+    except openai.BadRequestError:
+        pass
+    return json.loads(sent[0])
+
+
+# The response format of openai-python's tests/lib/chat/test_completions_streaming.py (a docstring
+# would become the schema's description, and the request body would differ from the test's).
+class Location(pydantic.BaseModel):
+    city: str
+    temperature: float
+    units: Literal["c", "f"]
+
+
 def _git_show(git_dir: Path, commit: str, path: str) -> str:
     return subprocess.run(
         ["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"],
@@ -142,6 +210,9 @@ def _api_path(url: str) -> str:
 
 def _exchange(text: str, source: Source) -> tuple[dict[str, Any], str, str, str, int]:
     """The request's API path and body, the response body, its content type and status, from a cassette."""
+    if source.path.endswith(".bin"):  # openai-python's inline snapshots: the body alone, as it came
+        request = _sdk_request_body(**source.request, response_format=Location)
+        return "/v1/chat/completions", request, text, "text/event-stream; charset=utf-8", 200
     if source.path.endswith(".json"):  # dd-trace-py's JSON cassettes: one exchange
         data = json.loads(text)
         request, response = data["request"], data["response"]
@@ -188,10 +259,13 @@ def transcribe(source: Source, git_dir: Path) -> Recording:
     events = _events(body)
     notice = _git_show(git_dir, commit, licence_file).strip()
     where = f"exchange #{source.interaction} of " if source.path.endswith(".yaml") else ""
+    kind = (
+        "a test's recorded response body" if source.path.endswith(".bin") else f"{where}a test-suite cassette"
+    )
     return Recording(
         name=source.name,
         provenance={
-            "source": f"{repo} {source.path} ({where}a test-suite cassette) at commit {commit}, {licence}",
+            "source": f"{repo} {source.path} ({kind}) at commit {commit}, {licence}",
             "server": source.server,
             "model": source.model,
             "date": _date(events),
@@ -199,10 +273,10 @@ def transcribe(source: Source, git_dir: Path) -> Recording:
             "timing_resolution_s": None,
             "per_chunk_timing": False,
             "notes": (
-                f"{source.what} The response body is the cassette's, split into its SSE events and not "
-                "edited; the request body is the cassette's too. The cassette keeps no arrival times: every "
-                "event has t = 0; show its order, never its timing. Response headers other than content-type "
-                "dropped. Transcribed by tools/transcribe_public_streams.py."
+                f"{source.what} The response body is the file's, split into its SSE events and not "
+                "edited; the request body is the cassette's where it keeps one. The source keeps no "
+                "arrival times: every event has t = 0; show its order, never its timing. Response headers "
+                "other than content-type dropped. Transcribed by tools/transcribe_public_streams.py."
             ),
             "licence": licence,
             "licence_notice": notice,
@@ -218,9 +292,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pydantic-ai", type=Path, required=True, help="git dir of pydantic/pydantic-ai")
     parser.add_argument("--dd-trace-py", type=Path, required=True, help="git dir of DataDog/dd-trace-py")
+    parser.add_argument("--openai-python", type=Path, required=True, help="git dir of openai/openai-python")
     parser.add_argument("--out", type=Path, default=RECORDINGS_DIR)
     args = parser.parse_args()
-    dirs = {PYDANTIC_AI[0]: args.pydantic_ai, DD_TRACE_PY[0]: args.dd_trace_py}
+    dirs = {
+        PYDANTIC_AI[0]: args.pydantic_ai,
+        DD_TRACE_PY[0]: args.dd_trace_py,
+        OPENAI_PYTHON[0]: args.openai_python,
+    }
     for source in SOURCES:
         path = transcribe(source, dirs[source.repo[0]]).save(args.out / f"{source.name}.json")
         print(path)

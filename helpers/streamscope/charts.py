@@ -779,3 +779,37 @@ def event_order_chart(series: Mapping[str, Sequence[int]], *, title: str, unit: 
     events = max((len(totals) for totals in series.values()), default=0)
     description = f"{title}: {unit} against event number, {events} events, {', '.join(series)}"
     return MeasuredChart(figure, order_png(series, title=title, unit=unit), description)
+
+
+def field_times_chart(
+    marks: Mapping[str, Mapping[str, float]],
+    *,
+    title: str,
+    end_seconds: float | None = None,
+    end_label: str = "",
+) -> MeasuredChart:
+    """When each field of a streamed JSON document became readable: ``marks`` maps a kind of moment
+    ("first readable", "complete") to {field: seconds}; a row per field, time on x."""
+    from .static_charts import field_times_png
+
+    fields = list(dict.fromkeys(name for times in marks.values() for name in times))
+    figure = go.FigureWidget(
+        data=[
+            go.Scatter(x=list(times.values()), y=list(times), name=kind, mode="markers", marker={"size": 10})
+            for kind, times in marks.items()
+        ],
+        layout=go.Layout(
+            title_text=title,
+            xaxis_title="seconds since the request was sent",
+            xaxis_rangemode="tozero",
+            yaxis={"categoryorder": "array", "categoryarray": fields[::-1]},
+            height=360,
+            legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+            margin={"l": 100, "r": 20, "t": 50, "b": 40},
+        ),
+    )
+    if end_seconds is not None:
+        figure.add_vline(x=end_seconds, line_dash="dash", annotation_text=end_label)
+    description = f"{title}: {len(fields)} fields, {', '.join(marks)} against time"
+    png = field_times_png(marks, title=title, end_seconds=end_seconds, end_label=end_label)
+    return MeasuredChart(figure, png, description)

@@ -16,8 +16,9 @@ import pytest
 from streamscope.assemble import Assembler, assemble_sse
 from streamscope.errors import RecordingError
 from streamscope.recording import Event, Recording, load_recording
-from streamscope.replay import FAULT_HEADER, REQUEST_ID_HEADER, ReplayServer
+from streamscope.replay import FAULT_HEADER, ReplayServer
 from streamscope.resume import ResumeError, resumable
+from wire import sent_line
 
 BACKGROUND = "pydantic-ai-gpt-4o-responses-background-stream"
 TIMED_BODY = {"model": "gpt-test", "input": "Count to 3. (test only)", "stream": True, "background": True}
@@ -132,17 +133,6 @@ def test_resumed_events_keep_their_recorded_offsets_from_event_n(server) -> None
     assert arrivals[1][1] - arrivals[0][1] >= (TIMED_OFFSETS[4] - TIMED_OFFSETS[3]) * 0.9
     line = sent_line(server, response)
     assert (line["recording"], line["events_total"], line["state"]) == ("test-background", 3, "complete")
-
-
-def sent_line(server: ReplayServer, response: httpx2.Response) -> dict:
-    request = int(response.headers[REQUEST_ID_HEADER])
-    deadline = time.monotonic() + 30
-    while True:
-        log = httpx2.get(server.base_url.removesuffix("/v1") + "/streamscope/sent").json()["data"]
-        (line,) = [line for line in log if line["request"] == request]
-        if line["state"] != "sending" or time.monotonic() > deadline:
-            return line
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(

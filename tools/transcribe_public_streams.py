@@ -110,6 +110,16 @@ SOURCES = (
         "GET /v1/responses/{id}?starting_after=0&stream=true, which sent events 1-16 again.",
     ),
     Source(
+        "pydantic-ai-gpt-5.5-responses-encrypted-reasoning-stream",
+        PYDANTIC_AI,
+        "tests/models/cassettes/test_openai_responses/test_openai_responses_phase_streamed_on_part_start.yaml",
+        0,
+        "api.openai.com",
+        "gpt-5.5",
+        "A reasoning item with no text at all (encrypted_content only, no summary asked for), then a "
+        "message and a function call with argument deltas, in one response.",
+    ),
+    Source(
         "pydantic-ai-deepseek-responses-reasoning-text-stream",
         PYDANTIC_AI,
         "tests/models/cassettes/test_deepseek_responses/test_deepseek_responses[text_stream].yaml",

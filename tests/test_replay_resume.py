@@ -186,7 +186,8 @@ def test_a_recording_without_timing_cannot_claim_times() -> None:
         Recording.from_dict(data)
     for event in data["response"]["events"]:
         event["t"] = 0
-    assert not Recording.from_dict(data).timed
+    untimed = Recording.from_dict(data)
+    assert not untimed.timed and untimed.label.endswith(", no per-chunk timing")
 
 
 def test_the_last_event_number_gives_an_empty_resumption() -> None:

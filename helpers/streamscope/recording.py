@@ -127,7 +127,8 @@ class Recording:
         verb = "recorded from" if p.get("method") == "recorded" else "transcribed from"
         where = p.get("source") if p.get("method") != "recorded" else p.get("server")
         ended = ", ended early" if self.incomplete else ""
-        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{ended}"
+        untimed = "" if self.timed else ", no per-chunk timing"
+        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{untimed}{ended}"
 
     def match_key(self) -> str:
         return match_key(self.path, self.request.get("body") or {})

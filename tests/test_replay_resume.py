@@ -17,7 +17,7 @@ from streamscope.assemble import Assembler, assemble_sse
 from streamscope.errors import RecordingError
 from streamscope.recording import Event, Recording, load_recording
 from streamscope.replay import FAULT_HEADER, ReplayServer
-from streamscope.resume import ResumeError, resumable
+from streamscope.replay.resume import ResumeError, resumable
 from wire import sent_line
 
 BACKGROUND = "pydantic-ai-gpt-4o-responses-background-stream"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .chunks import sse_payloads
-from .recording import Recording, api_path
+from ..chunks import sse_payloads
+from ..recording import Recording, api_path
 
 __all__ = ["Resumable", "ResumeError", "created_in_background", "resumable"]
 

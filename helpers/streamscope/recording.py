@@ -13,6 +13,7 @@ replay the exchange at its original pace and to say where it came from::
         "date": "2023-03-03",       # when the exchange happened
         "method": "transcribed",    # "recorded" (by streamscope) or "transcribed" (from a publication)
         "timing_resolution_s": 0.01,
+        "per_chunk_timing": true,   # false: the source kept no arrival times (every t is 0)
         "notes": "..."              # what was rebuilt, and how
       },
       "request": {"method": "POST", "path": "/v1/chat/completions", "body": {...}},
@@ -33,6 +34,11 @@ connection that broke) keeps everything that arrived and says so in
 ``response.incomplete``: ``{"reason": "...", "t": 1.23, "dropped": true}``, where ``t``
 is when it ended and ``dropped`` says the connection broke before the response's end
 (the replay server then breaks it at the same point).
+
+A stream transcribed from a source that kept no per-chunk timing (a test suite's cassette
+stores the body, not when each event came) says ``"per_chunk_timing": false``: its events
+are in order, every ``t`` is 0, and the replay server sends them at once, without delays
+of its own invention; charts of it show the order of events, never time.
 
 ``t`` is the arrival offset, in seconds, of the end of that event measured from the
 moment the request was sent; ``raw`` is the event's SSE text exactly as received
@@ -68,7 +74,16 @@ FORMAT_VERSION = 1
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 
 
-_PROVENANCE_KEYS = ("source", "server", "model", "date", "method", "timing_resolution_s", "notes")
+_PROVENANCE_KEYS = (
+    "source",
+    "server",
+    "model",
+    "date",
+    "method",
+    "timing_resolution_s",
+    "per_chunk_timing",
+    "notes",
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,11 @@ class Recording:
         return self.events is not None
 
     @property
+    def timed(self) -> bool:
+        """Whether the events carry their arrival times (False: only their order is known)."""
+        return self.provenance.get("per_chunk_timing") is not False
+
+    @property
     def path(self) -> str:
         return self.request["path"]
 
@@ -122,7 +142,8 @@ class Recording:
         verb = "recorded from" if p.get("method") == "recorded" else "transcribed from"
         where = p.get("source") if p.get("method") != "recorded" else p.get("server")
         ended = ", ended early" if self.incomplete else ""
-        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{ended}"
+        untimed = "" if self.timed else ", no per-chunk timing"
+        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{untimed}{ended}"
 
     def match_key(self) -> str:
         """This recording's request as ``matching.match_key`` spells it: equal keys, the same request."""
@@ -187,6 +208,12 @@ class Recording:
             response = data["response"]
             events = response.get("events")
             ended = response.get("incomplete")
+            if data["provenance"].get("per_chunk_timing") is False and any(
+                float(e["t"]) for e in events or []
+            ):
+                raise RecordingError(
+                    f"{source}: says per_chunk_timing is false, yet gives its events times other than 0"
+                )
             return cls(
                 name=data["name"],
                 provenance=dict(data["provenance"]),

@@ -32,6 +32,17 @@ the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
 connections (see ``_bind``). uvicorn's httptools protocol measured no better here
 (on a busy machine), and would add a compiled dependency.
 
+Resuming: ``GET /v1/responses/{id}?stream=true&starting_after=N`` (the SDK's
+``client.responses.retrieve(id, stream=True, starting_after=N)``) answers for a streamed
+Responses recording whose request asked for ``background: true``, found by the response id in
+its events: the events recorded after the one numbered N (all of them without
+``starting_after``), byte for byte, ``sequence_number`` as recorded, each at its recorded
+offset from event N. A bad ``starting_after`` (not a whole number, negative, past the last
+event) is a 400, an unknown id a 404 (``resume.py``).
+
+A recording without per-chunk timing (``per_chunk_timing: false``: every ``t`` is 0) is sent
+at once, at any speed: no delay is invented for it.
+
 Errors (unknown request, malformed JSON, wrong path or method) come back as
 OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``, whose
 message says what was asked and how to list the recordings or go live.
@@ -82,6 +93,7 @@ from .contract import (
     NOTE_HEADER,
     REQUEST_ID_HEADER,
     REQUEST_TIMEOUT_S,
+    RESUME_PATH,
     SENT_LOG_LENGTH,
     SENT_LOG_PATH,
     SPEED_HEADER,
@@ -99,6 +111,7 @@ __all__ = [
     "NOTE_HEADER",
     "REQUEST_ID_HEADER",
     "REQUEST_TIMEOUT_S",
+    "RESUME_PATH",
     "SENT_LOG_LENGTH",
     "SENT_LOG_PATH",
     "SPEED_HEADER",

@@ -21,6 +21,7 @@ __all__ = [
     "NOTE_HEADER",
     "REQUEST_ID_HEADER",
     "REQUEST_TIMEOUT_S",
+    "RESUME_PATH",
     "SENT_LOG_LENGTH",
     "SENT_LOG_PATH",
     "SPEED_HEADER",
@@ -32,6 +33,8 @@ __all__ = [
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SENT_LOG_PATH = "/streamscope/sent"
+# GET ?stream=true&starting_after=N: the rest of a background Responses stream
+RESUME_PATH = "/v1/responses/{response_id}"
 SPEED_HEADER = "x-streamscope-speed"
 FAULT_HEADER = "x-streamscope-fault"
 REQUEST_ID_HEADER = "x-streamscope-request"  # on every answer from a recording: its line in the sent log
@@ -84,12 +87,12 @@ _short.maxstring = _short.maxother = _QUOTE_CHARS
 _short.maxlong = _QUOTE_CHARS // 2
 
 
-def _error_content(message: str, kind: str, code: str | None) -> dict[str, Any]:
+def _error_content(message: str, kind: str, code: str | None, param: str | None = None) -> dict[str, Any]:
     # A message quotes what was asked: cut it to size, and spell out lone surrogates (not UTF-8).
     if len(message) > _MESSAGE_CHARS:
         message = message[: _MESSAGE_CHARS - 3] + "..."
     message = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 @dataclass(frozen=True)

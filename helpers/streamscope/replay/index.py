@@ -7,7 +7,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from ..errors import RecordingError
 from ..matching import api_path, differing_fields, match_key, request_form, unread_fields
 from ..recording import RECORDINGS_DIR, Recording, event_bytes, load_folder, without_duplicates
 from .contract import USAGE_NOT_RECORDED
+from .resume import Resumable, resumable
 
 __all__ = [
     "CLOSEST_NAMED",
@@ -32,11 +33,14 @@ class _Entry:
     form: dict[str, Any]  # its request's form (matching.request_form)
     offsets: tuple[float, ...]
     payloads: tuple[bytes, ...]
+    resumable: Resumable | None = None  # a streamed Responses recording: its id and sequence numbers
 
     @classmethod
     def of(cls, recording: Recording) -> _Entry:
         body = recording.request.get("body") or {}
-        events = list(zip([e.t for e in recording.events or []], event_bytes(recording.events), strict=True))
+        # A recording without per-chunk timing is sent at once: no delay of our invention.
+        times = [e.t if recording.timed else 0.0 for e in recording.events or []]
+        events = list(zip(times, event_bytes(recording.events), strict=True))
         if recording.events is None and recording.incomplete is not None:
             # A body cut short is sent as it arrived, as one event, before the connection breaks.
             text = recording.body if isinstance(recording.body, str) else json.dumps(recording.body)
@@ -46,6 +50,16 @@ class _Entry:
             form=request_form(recording.path, body),
             offsets=tuple(t for t, _ in events),
             payloads=tuple(raw for _, raw in events),
+            resumable=resumable(recording),
+        )
+
+    def after(self, first: int) -> _Entry:
+        """The events from index ``first`` on, at their recorded offsets from the event before it."""
+        shift = self.offsets[first - 1] if first else 0.0
+        return replace(
+            self,
+            offsets=tuple(max(t - shift, 0.0) for t in self.offsets[first:]),
+            payloads=self.payloads[first:],
         )
 
 
@@ -158,6 +172,13 @@ class RecordingIndex:
             if entry is not None:
                 return Match(entry, note=USAGE_NOT_RECORDED)
         return None
+
+    def by_response_id(self, response_id: str) -> _Entry | None:
+        """The streamed Responses recording whose response has this id."""
+        return next(
+            (e for e in self.entries() if e.resumable is not None and e.resumable.response_id == response_id),
+            None,
+        )
 
     def closest(self, path: str, body: dict[str, Any]) -> Closest | None:
         """The recording for the same path whose request differs from ``body`` in the fewest fields.

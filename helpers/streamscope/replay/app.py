@@ -275,6 +275,7 @@ def create_app(
             path=f"/v1/responses/{response_id}",
             fault=None,
             events_total=len(rest.payloads),
+            note=None,
         )
         stats.sent.append(line)
         headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}

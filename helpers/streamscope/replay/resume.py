@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..chunks import sse_payloads
-from ..recording import Recording, api_path
+from ..matching import api_path
+from ..recording import Recording
 
 __all__ = ["Resumable", "ResumeError", "created_in_background", "resumable"]
 

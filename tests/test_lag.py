@@ -18,7 +18,7 @@ from streamscope.charts import LiveChart, RaceChart
 from streamscope.lag import BUSY_P99_MS, StreamLag, lag_of
 from streamscope.replay import ReplayServer, sending
 
-from tests.synthetic_recordings import CHAT_BODY, synthetic_chat_recording
+from tests.synthetic_recordings import CHAT_BODY, finished_line, synthetic_chat_recording
 
 DELAY_S = 0.03  # the slow server's extra delay per write: six times the busy threshold
 
@@ -60,8 +60,8 @@ def _chart(server: ReplayServer, captions: list[str], monkeypatch: pytest.Monkey
 def test_the_sent_log_holds_each_events_due_and_sent_time(replay: ReplayServer) -> None:
     for _ in _stream(replay):
         pass
-    line = replay.sent_line()
-    assert line is not None and line["state"] == "complete"
+    line = finished_line(replay)
+    assert line["state"] == "complete"
     assert len(line["due_s"]) == len(line["sent_s"]) == line["events_sent"] == line["events_total"]
     recorded = [e.t for e in synthetic_chat_recording().events]
     assert line["due_s"] == pytest.approx(recorded)

@@ -78,11 +78,13 @@ def sent_log_line(stream: Any, *, wait_s: float = 10.0, backend: str | None = No
     return _line_once_sent(shared_replay_server(), request_id, wait_s)
 
 
-def replay_sent_line(stream: Any, *, wait_s: float = 2.0) -> dict[str, Any] | None:
+def replay_sent_line(stream: Any, *, wait_s: float = 0.2) -> dict[str, Any] | None:
     """The sent-log line for ``stream`` if the kernel's replay server answered it, whatever the backend.
 
     None for a stream from any other server: one without the replay server's request id, or from
-    another port (another ReplayServer counts its requests from 1 too).
+    another port (another ReplayServer counts its requests from 1 too). Waits at most ``wait_s``
+    for the server to note its last write (a chart asks as soon as the last chunk is read; an
+    interrupted stream's line stays ``sending`` until the server sees the disconnect).
     """
     response = getattr(stream, "response", stream)
     request_id = _replay_request_id(response)

@@ -60,6 +60,15 @@ class _Sent:
         "sending"  # then: complete, client disconnected, cut (fault), error sent (fault), dropped as recorded
     )
 
+    def snapshot(self) -> dict[str, Any]:
+        """The line as a dict, read from another thread while the server may still be writing it.
+
+        The state is read first: the server sets it after its last change to the figures, so a
+        snapshot that says the sending ended holds the final figures.
+        """
+        state = self.state
+        return {**asdict(self), "state": state}
+
 
 class _Stats:
     """What the server is doing now and what it sent; read by tests, benchmarks and notebooks."""
@@ -70,7 +79,7 @@ class _Stats:
         self.requests = itertools.count(1)
 
     def sent_log(self) -> list[dict[str, Any]]:
-        return [asdict(line) for line in list(self.sent)]
+        return [line.snapshot() for line in list(self.sent)]
 
 
 async def _paced_events(entry: _Entry, start: float, speed: float, stats: _Stats) -> AsyncIterator[bytes]:

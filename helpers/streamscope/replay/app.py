@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import BackendError
-from ..recording import api_path
+from ..matching import api_path
 from .contract import (
     _HOW_TO_GO_LIVE,
     _HOW_TO_LIST,
@@ -26,6 +26,7 @@ from .contract import (
     ENDPOINTS,
     FAULT_HEADER,
     MAX_BODY_BYTES,
+    NOTE_HEADER,
     REQUEST_ID_HEADER,
     REQUEST_TIMEOUT_S,
     SENT_LOG_PATH,
@@ -37,7 +38,7 @@ from .contract import (
     _short,
     check_speed,
 )
-from .index import RecordingIndex
+from .index import CLOSEST_NAMED, RecordingIndex
 from .sending import _replay_headers, _Sent, _sent_events, _sleep_until, _Stats
 
 __all__ = [
@@ -80,10 +81,10 @@ def _unknown_request(index: RecordingIndex, path: str, body: dict[str, Any]) -> 
     if closest is None:
         hint = f"No recording is for {path}."
     else:
-        entry, differing = closest
-        fields = ", ".join(k[:_QUOTE_CHARS] for k in differing[:10])
-        more = f" and {len(differing) - 10} more" if len(differing) > 10 else ""
-        hint = f"The closest recording, {entry.recording.name!r}, differs in: {fields}{more}."
+        differing = closest.differing
+        fields = ", ".join(_short.repr(k)[1:-1] for k in differing[:CLOSEST_NAMED])
+        more = " and more" if len(differing) > CLOSEST_NAMED else ""
+        hint = f"The closest recording, {closest.entry.recording.name!r}, differs in: {fields}{more}."
     if index.problems:
         files = sorted(index.problems)
         hint += (
@@ -195,11 +196,12 @@ def create_app(
             grammar = "cut-after=N, error-after=N, stall=S, stall-after=N (comma-separated; N counts events)"
             return _error(400, f"Header {FAULT_HEADER}: {exc}. It takes {grammar}.")
         try:
-            entry = index.find(path, body)
-            if entry is None:
+            match = index.find(path, body)
+            if match is None:
                 return _unknown_request(index, path, body)
         except RecursionError:  # read, but too deep to compare or quote
             return _error(400, f"The body of POST {path} is nested too deeply.")
+        entry = match.entry
         rec = entry.recording
         if fault is not None and not rec.streamed:
             return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
@@ -209,9 +211,12 @@ def create_app(
             path=api_path(path),
             fault=request.headers.get(FAULT_HEADER),
             events_total=len(rec.events or []),
+            note=match.note,
         )
         stats.sent.append(line)
         headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}
+        if match.note is not None:
+            headers[NOTE_HEADER] = match.note
         if rec.streamed or rec.incomplete is not None:
             events = _sent_events(entry, start, pace, stats, line, fault, request.scope.get(TRANSPORT_KEY))
             media_type = "text/event-stream" if rec.streamed else None

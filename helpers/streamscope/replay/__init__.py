@@ -79,6 +79,7 @@ replay breaks it at the same point.
 The sent log: every answer from a recording carries ``x-streamscope-request: ID`` and
 has a line in ``GET /streamscope/sent`` (or ``ReplayServer.sent``): the recording,
 the fault asked for, events and bytes written so far, when the last write went out,
+each event's due and sent time (``due_s``, ``sent_s``: the charts' lag clause reads them),
 and how it ended (``complete``, ``client disconnected``, ``cut (fault)``, ``error sent
 (fault)``, ``dropped as recorded``). A client that stops reading and closes the stream
 shows up as ``client disconnected`` with fewer events sent than recorded: the server

@@ -30,7 +30,7 @@ local-install: venv
 	@test -e $(LOCAL_STAMP) || { $(VENV)/bin/python tools/install_locked.py test local && touch $(LOCAL_STAMP); }
 	$(VENV)/bin/python -m streamscope models
 
-test: venv
+test: venv clients
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -50,7 +50,8 @@ lock: venv
 # The real client libraries that tests/clients/ drives through the replay server, in environments of
 # their own (never in ./.venv): .venv-clients from tests/clients/requirements.txt (exact versions,
 # every file's hash checked) and the Vercel AI SDK in tests/clients/node/node_modules (npm ci, from
-# package-lock.json). Each is rebuilt only when its lock changes. Without them those tests skip.
+# package-lock.json). Each is rebuilt only when its lock changes (10 s cold); `make test` builds them
+# first, so the README's test command runs them too. Without npm the Vercel AI SDK test skips.
 CLIENTS_STAMP = .venv-clients/.built-$(shell cat tests/clients/requirements.txt | cksum | cut -d' ' -f1)
 NODE_STAMP = tests/clients/node/node_modules/.built-$(shell cat tests/clients/node/package-lock.json | cksum | cut -d' ' -f1)
 clients: venv

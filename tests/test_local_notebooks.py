@@ -81,7 +81,7 @@ def test_notebook_runs_live_on_the_local_model(path: Path, monkeypatch: pytest.M
     assert not problems, "\n".join(problems)
     first_code_cell = next(cell for cell in notebook.cells if cell.cell_type == "code")
     banner = "".join(output.get("text", "") for output in first_code_cell.outputs)
-    assert "llama-cpp-python" in banner and "on this CPU" in banner and "live" in banner, banner
+    assert "llama-server" in banner and "on this CPU" in banner and "live" in banner, banner
 
     charts = json.loads(notebook.cells[-1].outputs[0].text)
     for chart in charts:

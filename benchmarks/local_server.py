@@ -30,8 +30,8 @@ import sys
 import time
 
 import httpx2
+from streamscope.backends.local import CHAT_MODEL, LocalServer
 from streamscope.errors import LocalServerError
-from streamscope.local import CHAT_MODEL, LocalServer
 
 BODY = {
     "model": CHAT_MODEL,

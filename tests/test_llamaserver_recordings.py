@@ -16,8 +16,8 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, ValidationError
-from streamscope import local
 from streamscope.assemble import assemble_sse
+from streamscope.backends import local
 from streamscope.recording import Recording, iter_recordings, load_recording
 
 SERVER = [r for r in iter_recordings() if r.name.startswith("llamaserver-")]

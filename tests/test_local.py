@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 import streamscope
-from streamscope import local
-from streamscope.backend import BackendError
+from streamscope.backends import local, registry, switch
 from streamscope.backends.local import build
+from streamscope.backends.local import models as local_models
+from streamscope.backends.local import server as local_server
+from streamscope.errors import BackendError
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +48,16 @@ class _Server:
     def load(self, alias: str) -> None:
         self.loaded.append(alias)
 
+    def stop(self) -> None:
+        pass
 
-def test_model_on_local_names_and_loads_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_model_on_local_names_and_loads_the_model(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     server = _Server()
-    monkeypatch.setattr(local, "shared_local_server", lambda: server)
+    registry.use("local", server)
+    request.addfinalizer(lambda: registry.reset("local"))
     monkeypatch.setenv("STREAMSCOPE_BACKEND", "local")
     assert streamscope.model("gpt-3.5-turbo", live="gpt-4o-mini") == local.CHAT_MODEL
     assert streamscope.model("text-davinci-002", live="gpt-3.5-turbo-instruct") == local.COMPLETION_MODEL
@@ -95,16 +103,16 @@ def test_busy_port_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         taken.listen()
         monkeypatch.setenv(local.PORT_ENV, str(taken.getsockname()[1]))
         with pytest.raises(local.LocalServerError, match=f"port {taken.getsockname()[1]} .* is busy"):
-            local._port()
+            local_server._port()
     monkeypatch.setenv(local.PORT_ENV, "eighty")
     with pytest.raises(local.LocalServerError, match="not a port number"):
-        local._port()
+        local_server._port()
 
 
 def test_backend_setting_names_local() -> None:
-    assert streamscope.backend.resolve("local") == ("local", None)
+    assert switch.resolve("local") == ("local", None)
     with pytest.raises(BackendError, match='"local" \\(a model on this CPU\\)'):
-        streamscope.backend.resolve("nowhere")
+        switch.resolve("nowhere")
 
 
 @needs_server
@@ -117,7 +125,7 @@ def test_server_dies_at_start_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_p
         path = tmp_path / "models" / model.file_name
         with path.open("wb") as f:
             f.truncate(model.size)
-        local._stamp(path).write_text(
+        local_models._stamp(path).write_text(
             json.dumps({"sha256": model.sha256, "mtime_ns": path.stat().st_mtime_ns})
         )
     with pytest.raises(local.LocalServerError) as caught:
@@ -171,7 +179,7 @@ def test_a_taken_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        monkeypatch.setattr(local, "_port", lambda: port)
+        monkeypatch.setattr(local_server, "_port", lambda: port)
         with pytest.raises(local.LocalServerError, match=f"port {port} on 127.0.0.1 was taken"):
             local.LocalServer().start()
 
@@ -179,7 +187,7 @@ def test_a_taken_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 _PARENT = textwrap.dedent(
     """
     import time
-    from streamscope.local import shared_local_server
+    from streamscope.backends.registry import shared_local_server
     server = shared_local_server()
     print(server.process.pid, flush=True)
     time.sleep(600)

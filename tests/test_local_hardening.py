@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from streamscope import local
+from streamscope.backends import local
+from streamscope.backends.local import models as local_models
+from streamscope.backends.local import server as local_server
 from streamscope.backends.local.build import ServerBuild
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="shell-script servers, /proc")
@@ -33,7 +35,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bad_port_setting_is_one_line(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(local.PORT_ENV, value)
     with pytest.raises(local.LocalServerError, match=r"is not a port number \(1-65535\)") as caught:
-        local._port()
+        local_server._port()
     assert "\n" not in str(caught.value)
 
 
@@ -79,12 +81,12 @@ def small_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
         path = folder / model.file_name
         path.write_bytes(data)
         small = dataclasses.replace(model, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-        local._stamp(path).write_text(
+        local_models._stamp(path).write_text(
             json.dumps({"sha256": small.sha256, "mtime_ns": path.stat().st_mtime_ns})
         )
         models.append(small)
         paths.append(path)
-    monkeypatch.setattr(local, "MODELS", tuple(models))
+    monkeypatch.setattr(local_models, "MODELS", tuple(models))
     return paths
 
 
@@ -99,14 +101,14 @@ def test_verify_finds_a_file_damaged_in_place(
     small_models: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _damage_in_place(small_models[0])
-    model = local.MODELS[0]
-    assert local._verified(model, small_models[0])  # size and timestamp alone cannot tell
-    [problem] = local.verify_models(log=lambda _: None)
+    model = local_models.MODELS[0]
+    assert local_models._verified(model, small_models[0])  # size and timestamp alone cannot tell
+    [problem] = local_models.verify_models(log=lambda _: None)
     assert str(small_models[0]) in problem and "damaged" in problem
-    assert not local._verified(model, small_models[0])  # its stamp is gone: the next fetch replaces it
+    assert not local_models._verified(model, small_models[0])  # its stamp is gone: the next fetch replaces it
     fetched: list[str] = []
-    monkeypatch.setattr(local, "_assemble", lambda m, path, log: fetched.append(m.alias))
-    local.fetch_models(log=lambda _: None, verify=True)
+    monkeypatch.setattr(local_models, "_assemble", lambda m, path, log: fetched.append(m.alias))
+    local_models.fetch_models(log=lambda _: None, verify=True)
     assert fetched == [model.alias]
 
 
@@ -114,7 +116,7 @@ def _fake_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str) -
     binary = tmp_path / "llama-server"
     binary.write_text("#!/bin/sh\n" + script + "\n")
     binary.chmod(0o755)
-    monkeypatch.setattr(local, "server_build", lambda: ServerBuild(binary, {"version": "stand-in"}))
+    monkeypatch.setattr(local_server, "server_build", lambda: ServerBuild(binary, {"version": "stand-in"}))
 
 
 def test_two_servers_keep_their_files_apart(
@@ -148,7 +150,7 @@ def test_a_port_clash_is_named(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        monkeypatch.setattr(local, "_port", lambda: port)
+        monkeypatch.setattr(local_server, "_port", lambda: port)
         script = "echo 'srv    load_model: loading'; echo 'E couldn'\"'\"'t bind HTTP server socket'; exit 1"
         message = _start_failure(monkeypatch, tmp_path, script)
     assert f"port {port} on 127.0.0.1 was taken" in message and local.PORT_ENV in message
@@ -162,7 +164,7 @@ def test_a_signal_is_named(small_models: list[Path], monkeypatch: pytest.MonkeyP
 def test_a_timeout_is_named(
     small_models: list[Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(local, "READY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(local_server, "READY_TIMEOUT_S", 1.0)
     message = _start_failure(monkeypatch, tmp_path, "exec sleep 30")
     assert message.startswith("the local server did not answer within 1 s")
 

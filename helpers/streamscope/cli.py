@@ -22,6 +22,21 @@ from typing import Any
 
 from .errors import StreamscopeError
 
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_CANNOT_WRITE",
+    "EXIT_COMPLETE",
+    "EXIT_ERROR",
+    "EXIT_INCOMPLETE",
+    "build_parser",
+    "cli_assemble",
+    "cli_list",
+    "cli_models",
+    "cli_record",
+    "cli_serve",
+    "main",
+]
+
 # ``assemble`` exit status: the stream is complete; the input is not an SSE stream of JSON events
 # (or cannot be read); the stream ended early; it carried an error (in the last two the partial object
 # is still printed); the result could not be written (stdout closed, or its reader went away).
@@ -138,7 +153,7 @@ def _body_from(args: argparse.Namespace) -> dict[str, Any]:
 def cli_models(args: argparse.Namespace) -> int:
     """``python -m streamscope models``: download and check the local backend's models, once;
     ``--verify`` hashes the files in the cache again and downloads any that is damaged."""
-    from .local import fetch_models
+    from .backends.local import fetch_models
 
     fetch_models(verify=args.verify)
     return 0

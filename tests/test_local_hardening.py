@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from streamscope.backends import local
+from streamscope.backends.local import build
 from streamscope.backends.local import models as local_models
 from streamscope.backends.local import server as local_server
 from streamscope.backends.local.build import ServerBuild
@@ -176,3 +177,30 @@ def test_a_failed_start_checks_the_models_again(
     message = _start_failure(monkeypatch, tmp_path, "echo 'E gguf_init: failed to read magic'; exit 1")
     assert f"{small_models[1]} is damaged" in message
     assert message.endswith(f"run {local.FETCH_COMMAND}")
+
+
+def test_a_missing_compiler_is_one_line_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(build.SERVER_DIR_ENV, str(tmp_path / "server"))
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    with pytest.raises(local.LocalServerError) as caught:
+        build.ensure_server(log=lambda _: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("building llama-server needs cmake and a C++ compiler: sudo apt-get install")
+    assert message.endswith("then python -m streamscope build-server")
+
+
+def test_an_unwritable_server_cache_names_the_variable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    done = subprocess.run(
+        [sys.executable, "-m", "streamscope", "build-server"],
+        env={**os.environ, build.SERVER_DIR_ENV: str(tmp_path / "file" / "server")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert "cannot write the server cache" in line and build.SERVER_DIR_ENV in line

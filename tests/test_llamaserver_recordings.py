@@ -112,12 +112,12 @@ def test_responses_events_differ_from_the_sdk_types_only_as_the_notes_say(rec: R
 
 
 def test_responses_stream_assembles_to_its_non_streamed_twin() -> None:
-    streamed = assemble_sse(load_recording("llamaserver-smollm2-responses-count-to-20-stream").sse_bytes())
-    plain = load_recording("llamaserver-smollm2-responses-count-to-20").body
+    streamed = assemble_sse(load_recording("llamaserver-smollm2-responses-count-to-25-stream").sse_bytes())
+    plain = load_recording("llamaserver-smollm2-responses-count-to-25").body
     assert streamed.complete
     text = streamed.object["output"][0]["content"][0]["text"]
     assert text == plain["output"][0]["content"][0]["text"]
-    assert text.startswith("1, 2, 3") and "20" in text
+    assert text.startswith("1, 2, 3") and "25" in text
     assert streamed.object["usage"]["output_tokens"] == plain["usage"]["output_tokens"]
     # The non-streamed response, by the SDK's own type: what is missing is what the stream misses.
     with pytest.raises(ValidationError) as caught:
@@ -133,7 +133,7 @@ def test_responses_stream_assembles_to_its_non_streamed_twin() -> None:
 
 
 def test_a_max_output_tokens_cut_is_reported_as_completed() -> None:
-    rec = load_recording("llamaserver-smollm2-responses-count-to-20-max-output-tokens-stream")
+    rec = load_recording("llamaserver-smollm2-responses-count-to-25-max-output-tokens-stream")
     result = assemble_sse(rec.sse_bytes())
     assert result.complete
     # OpenAI: response.incomplete, status incomplete, incomplete_details.reason max_output_tokens.

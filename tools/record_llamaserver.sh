@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-./.venv/bin/python}
 OUT=helpers/streamscope/recordings
 CHAT='"model": "smollm2-135m-instruct"'
-COUNT_20='"Write the numbers from 1 to 20, separated by commas."'
+COUNT_25='"Write the numbers from 1 to 25, separated by commas."'
 COUNT_50='"messages": [{"role": "user", "content": "Write the numbers from 1 to 50, separated by commas."}]'
 GET_WEATHER='{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}'
 RESPONSES_GET_WEATHER='{"type": "function", "name": "get_weather", "description": "Get the current weather in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}'
@@ -31,13 +31,13 @@ record() { # NAME PATH NOTES BODY
 }
 
 # The Responses API: a text stream and its non-streamed twin; a length cut; a function call.
-record llamaserver-smollm2-responses-count-to-20-stream /v1/responses "" \
-    "{$CHAT, \"input\": $COUNT_20, \"temperature\": 0, \"stream\": true}"
-record llamaserver-smollm2-responses-count-to-20 /v1/responses "" \
-    "{$CHAT, \"input\": $COUNT_20, \"temperature\": 0}"
-record llamaserver-smollm2-responses-count-to-20-max-output-tokens-stream /v1/responses \
+record llamaserver-smollm2-responses-count-to-25-stream /v1/responses "" \
+    "{$CHAT, \"input\": $COUNT_25, \"temperature\": 0, \"stream\": true}"
+record llamaserver-smollm2-responses-count-to-25 /v1/responses "" \
+    "{$CHAT, \"input\": $COUNT_25, \"temperature\": 0}"
+record llamaserver-smollm2-responses-count-to-25-max-output-tokens-stream /v1/responses \
     "Cut by max_output_tokens, and reported as completed: response.completed with status completed and no incomplete_details (OpenAI sends response.incomplete, status incomplete, incomplete_details.reason max_output_tokens); only usage.output_tokens = 16 tells." \
-    "{$CHAT, \"input\": $COUNT_20, \"temperature\": 0, \"max_output_tokens\": 16, \"stream\": true}"
+    "{$CHAT, \"input\": $COUNT_25, \"temperature\": 0, \"max_output_tokens\": 16, \"stream\": true}"
 record llamaserver-smollm2-responses-weather-tool-required-stream /v1/responses \
     "$NO_CALL" \
     "{$CHAT, \"input\": \"What is the weather like in Paris today?\", \"tools\": [$RESPONSES_GET_WEATHER], \"tool_choice\": \"required\", \"max_output_tokens\": 48, \"temperature\": 0, \"stream\": true}"
@@ -48,7 +48,7 @@ record llamaserver-smollm2-chat-count-to-50-include-usage-stream /v1/chat/comple
     "{$CHAT, $COUNT_50, \"temperature\": 0, \"stream_options\": {\"include_usage\": true}, \"stream\": true}"
 record llamaserver-smollm2-chat-count-to-50-max-tokens-stream /v1/chat/completions \
     "Cut by max_tokens: the last chunk's finish_reason is length." \
-    "{$CHAT, $COUNT_50, \"temperature\": 0, \"max_tokens\": 16, \"stream\": true}"
+    "{$CHAT, $COUNT_50, \"temperature\": 0, \"max_tokens\": 12, \"stream\": true}"
 record llamaserver-smollm2-chat-json-schema-trip-stream /v1/chat/completions \
     "response_format json_schema: the server compiles the schema into a grammar, so the text is valid JSON of that shape when it ends." \
     "{$CHAT, \"messages\": [{\"role\": \"user\", \"content\": \"Plan a three-day trip to Paris with three things to do.\"}], \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"trip\", \"strict\": true, \"schema\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}, \"days\": {\"type\": \"integer\"}, \"activities\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"minItems\": 3, \"maxItems\": 3}}, \"required\": [\"city\", \"days\", \"activities\"], \"additionalProperties\": false}}}, \"temperature\": 0, \"stream\": true}"

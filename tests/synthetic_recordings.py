@@ -6,6 +6,8 @@ Shared by the tests of the replay server and of the recorder; they say they are 
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 from streamscope.recording import Event, Recording
 
@@ -65,3 +67,13 @@ def synthetic_completion_recording() -> Recording:
         },
         elapsed=0.2,
     )
+
+
+def finished_line(server: Any, wait_s: float = 5.0) -> dict[str, Any]:
+    """A ReplayServer's latest sent-log line once it has stopped sending: the client can read the
+    last event before the server's handler, resumed after the write, notes it."""
+    deadline = time.monotonic() + wait_s
+    while (line := server.sent_line()) is None or line["state"] == "sending":
+        assert time.monotonic() < deadline, f"the replay server is still sending: {line}"
+        time.sleep(0.01)
+    return line

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import httpx2
 import openai
 import pytest
 from streamscope.recording import Event, Incomplete, Recording
-from streamscope.replay import FAULT_HEADER, REQUEST_ID_HEADER, SPEED_HEADER, ReplayServer
+from streamscope.replay import FAULT_HEADER, SPEED_HEADER, ReplayServer
 from synthetic_recordings import CHAT_BODY, PROMPT, WORDS, synthetic_chat_recording
-from wire import CHAT, raw_until_broken
+from wire import CHAT, raw_until_broken, sent_line
 
 RESPONSES_BODY = {"model": "gpt-test", "input": PROMPT, "stream": True}
 
@@ -53,22 +52,6 @@ def server():
     recordings = [synthetic_chat_recording(), responses_recording(), cut_recording(dropped=True)]
     with ReplayServer(speed=0, recordings=recordings) as srv:
         yield srv
-
-
-def sent_line(server: ReplayServer, response: httpx2.Response | openai.Stream) -> dict:
-    """The sent log's line for a response, once the server has finished with it."""
-    request = int(
-        response.response.headers[REQUEST_ID_HEADER]
-        if isinstance(response, openai.Stream)
-        else response.headers[REQUEST_ID_HEADER]
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        log = httpx2.get(server.base_url.removesuffix("/v1") + "/streamscope/sent").json()["data"]
-        (line,) = [line for line in log if line["request"] == request]
-        if line["state"] != "sending" or time.monotonic() > deadline:
-            return line
-        time.sleep(0.01)
 
 
 def test_cut_after_n_drops_the_connection_after_n_events(server: ReplayServer) -> None:

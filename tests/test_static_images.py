@@ -15,12 +15,20 @@ import matplotlib.image
 import numpy as np
 import pytest
 from streamscope import charts
-from streamscope.charts import LiveChart, itl_histogram
-from streamscope.charts.static import histogram_png, image_bundle, png_size, timeline_png
+from streamscope.charts import LiveChart, event_order_chart, field_times_chart, itl_histogram
+from streamscope.charts.static import (
+    field_times_png,
+    histogram_png,
+    image_bundle,
+    order_png,
+    png_size,
+    timeline_png,
+)
 from synthetic_streams import PIECES, chunk_source
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 STREAMED_RGB = (0x63, 0x6E, 0xFA)  # the streamed curve's and the histogram bars' colour
+SECOND_RGB = (0xEF, 0x55, 0x3B)  # a second series' colour
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -89,6 +97,28 @@ def test_itl_histogram_shows_its_widget_then_its_image(displayed):
     assert pixels_of(base64.b64decode(image["image/png"])) > 100
 
 
+def test_order_png_draws_each_series_against_the_event_number() -> None:
+    png = order_png({"reasoning": [1, 5, 9, 9], "answer": [0, 0, 0, 4]}, title="t", unit="characters")
+    assert png_size(png) == (600, 360)
+    assert pixels_of(png) > 20 and pixels_of(png, SECOND_RGB) > 5
+
+
+def test_field_times_png_marks_each_field() -> None:
+    marks = {"readable": {"a": 0.1, "b": 0.3}, "complete": {"a": 0.3, "b": 0.5}}
+    png = field_times_png(marks, title="t", end_seconds=0.5)
+    assert pixels_of(png) > 20 and pixels_of(png, SECOND_RGB) > 20
+
+
+def test_the_order_and_field_charts_show_their_widget_then_their_image(displayed) -> None:
+    event_order_chart({"reasoning": [1, 2]}, title="T", unit="characters")._ipython_display_()
+    field_times_chart({"readable": {"a": 0.1}}, title="F")._ipython_display_()
+    widget, image, field_widget, field_image = displayed
+    assert WIDGET_VIEW_MIME in widget and WIDGET_VIEW_MIME in field_widget
+    assert widget["text/plain"] == "MeasuredChart('T: characters against event number, 2 events, reasoning')"
+    assert pixels_of(base64.b64decode(image["image/png"])) > 5
+    assert pixels_of(base64.b64decode(field_image["image/png"])) > 5
+
+
 def _chart_cells(notebook: Path) -> list[list[dict]]:
     """The outputs of each code cell that displays a chart widget."""
     cells = json.loads(notebook.read_text())["cells"]
@@ -99,7 +129,15 @@ def _chart_cells(notebook: Path) -> list[list[dict]]:
     ]
 
 
-@pytest.mark.parametrize("name", ["01_streaming_chat_completions", "02_streaming_legacy_completions"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "01_streaming_chat_completions",
+        "02_streaming_legacy_completions",
+        "06_reasoning_streams",
+        "07_structured_output_streaming",
+    ],
+)
 def test_each_committed_chart_is_followed_by_a_static_image_that_shows_it(name):
     cells = _chart_cells(NOTEBOOKS / f"{name}.ipynb")
     assert cells, f"{name} displays no chart"

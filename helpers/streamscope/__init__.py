@@ -22,6 +22,7 @@ _LAZY = {
     "source_of": "backends.provenance",
     "sent_log": "backends.provenance",
     "sent_log_line": "backends.provenance",
+    "stream_lag": "lag",
     "Recording": "recording",
     "load_recording": "recording",
 }

@@ -13,6 +13,7 @@ replay the exchange at its original pace and to say where it came from::
         "date": "2023-03-03",       # when the exchange happened
         "method": "transcribed",    # "recorded" (by streamscope) or "transcribed" (from a publication)
         "timing_resolution_s": 0.01,
+        "per_chunk_timing": true,   # false: the source kept no arrival times (every t is 0)
         "notes": "..."              # what was rebuilt, and how
       },
       "request": {"method": "POST", "path": "/v1/chat/completions", "body": {...}},
@@ -34,6 +35,11 @@ connection that broke) keeps everything that arrived and says so in
 is when it ended and ``dropped`` says the connection broke before the response's end
 (the replay server then breaks it at the same point).
 
+A stream transcribed from a source that kept no per-chunk timing (a test suite's cassette
+stores the body, not when each event came) says ``"per_chunk_timing": false``: its events
+are in order, every ``t`` is 0, and the replay server sends them at once, without delays
+of its own invention; charts of it show the order of events, never time.
+
 ``t`` is the arrival offset, in seconds, of the end of that event measured from the
 moment the request was sent; ``raw`` is the event's SSE text exactly as received
 (including its terminating blank line). Files are written with a fixed key order
@@ -49,33 +55,35 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RecordingError
+from .matching import match_key
 
 __all__ = [
     "FORMAT_VERSION",
-    "IGNORED_REQUEST_FIELDS",
     "RECORDINGS_DIR",
     "Event",
     "Incomplete",
     "Recording",
-    "api_path",
     "event_bytes",
     "iter_recordings",
     "load_folder",
     "load_recording",
-    "match_key",
-    "relevant_fields",
     "without_duplicates",
 ]
 
 FORMAT_VERSION = 1
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 
-# Request fields that cannot change what the model returns. Everything else in the
-# body (model, messages/prompt/input, temperature, max_tokens, n, stream,
-# stream_options, tools, ...) must match for a recording to answer a request.
-IGNORED_REQUEST_FIELDS = frozenset({"user", "metadata", "store", "safety_identifier", "prompt_cache_key"})
 
-_PROVENANCE_KEYS = ("source", "server", "model", "date", "method", "timing_resolution_s", "notes")
+_PROVENANCE_KEYS = (
+    "source",
+    "server",
+    "model",
+    "date",
+    "method",
+    "timing_resolution_s",
+    "per_chunk_timing",
+    "notes",
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,11 @@ class Recording:
         return self.events is not None
 
     @property
+    def timed(self) -> bool:
+        """Whether the events carry their arrival times (False: only their order is known)."""
+        return self.provenance.get("per_chunk_timing") is not False
+
+    @property
     def path(self) -> str:
         return self.request["path"]
 
@@ -129,9 +142,11 @@ class Recording:
         verb = "recorded from" if p.get("method") == "recorded" else "transcribed from"
         where = p.get("source") if p.get("method") != "recorded" else p.get("server")
         ended = ", ended early" if self.incomplete else ""
-        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{ended}"
+        untimed = "" if self.timed else ", no per-chunk timing"
+        return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{untimed}{ended}"
 
     def match_key(self) -> str:
+        """This recording's request as ``matching.match_key`` spells it: equal keys, the same request."""
         return match_key(self.path, self.request.get("body") or {})
 
     def sse_bytes(self) -> bytes:
@@ -193,6 +208,12 @@ class Recording:
             response = data["response"]
             events = response.get("events")
             ended = response.get("incomplete")
+            if data["provenance"].get("per_chunk_timing") is False and any(
+                float(e["t"]) for e in events or []
+            ):
+                raise RecordingError(
+                    f"{source}: says per_chunk_timing is false, yet gives its events times other than 0"
+                )
             return cls(
                 name=data["name"],
                 provenance=dict(data["provenance"]),
@@ -217,22 +238,6 @@ class Recording:
         except (OSError, json.JSONDecodeError) as exc:
             raise RecordingError(f"cannot read recording {path}: {exc}") from exc
         return cls.from_dict(data, source=str(path))
-
-
-def api_path(path: str) -> str:
-    """An API path in its full form: ``chat/completions`` -> ``/v1/chat/completions``."""
-    path = "/" + path.strip("/")
-    return path if path.startswith("/v1/") else "/v1" + path
-
-
-def relevant_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a request body that can change what the model returns (all but the ignored ones)."""
-    return {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
-
-
-def match_key(path: str, body: Mapping[str, Any]) -> str:
-    """The identity of a request for replay: its path and its output-changing fields."""
-    return api_path(path) + " " + json.dumps(relevant_fields(body), sort_keys=True, separators=(",", ":"))
 
 
 def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recording]:

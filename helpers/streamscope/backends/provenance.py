@@ -6,12 +6,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ..replay import REQUEST_ID_HEADER
-from .registry import shared_replay_server
+from ..replay import REQUEST_ID_HEADER, ReplayServer
+from .registry import running_replay_server, shared_replay_server
 from .switch import active_backend, resolve
 
 __all__ = [
     "last_source",
+    "replay_sent_line",
     "sent_log",
     "sent_log_line",
     "source_of",
@@ -31,7 +32,10 @@ def last_source(backend: str | None = None) -> str:
     server = shared_replay_server()
     line = server.sent_line()  # the latest request the replay server answered
     served = server.recording(line["recording"]) if line is not None else None
-    return f"source: {served.label}" if served is not None else "source: nothing replayed yet"
+    if line is None or served is None:
+        return "source: nothing replayed yet"
+    note = f" ({line['note']})" if line["note"] else ""  # what the answer said beside it (x-streamscope-note)
+    return f"source: {served.label}{note}"
 
 
 def _replay_request_id(stream: Any) -> int | None:
@@ -74,9 +78,31 @@ def sent_log_line(stream: Any, *, wait_s: float = 10.0, backend: str | None = No
     request_id = _replay_request_id(stream) if kind == "replay" else None
     if request_id is None:
         return None
+    return _line_once_sent(shared_replay_server(), request_id, wait_s)
+
+
+def replay_sent_line(stream: Any, *, wait_s: float = 0.2) -> dict[str, Any] | None:
+    """The sent-log line for ``stream`` if the kernel's replay server answered it, whatever the backend.
+
+    None for a stream from any other server: one without the replay server's request id, or from
+    another port (another ReplayServer counts its requests from 1 too). Waits at most ``wait_s``
+    for the server to note its last write (a chart asks as soon as the last chunk is read; an
+    interrupted stream's line stays ``sending`` until the server sees the disconnect).
+    """
+    response = getattr(stream, "response", stream)
+    request_id = _replay_request_id(response)
+    server = running_replay_server()
+    port = getattr(getattr(response, "url", None), "port", None)
+    if request_id is None or server is None or port != server.port:
+        return None
+    return _line_once_sent(server, request_id, wait_s)
+
+
+def _line_once_sent(server: ReplayServer, request_id: int, wait_s: float) -> dict[str, Any] | None:
+    """Request ``request_id``'s line once the server has stopped sending (at most ``wait_s``)."""
     deadline = time.monotonic() + wait_s
     while True:
-        line = shared_replay_server().sent_line(request_id)
+        line = server.sent_line(request_id)
         if line is None or line["state"] != "sending" or time.monotonic() > deadline:
             return line
         time.sleep(0.01)

@@ -14,7 +14,7 @@ from typing import Any
 from ..replay import ReplayServer
 from .local import LocalServer
 
-__all__ = ["reset", "shared_local_server", "shared_replay_server", "use"]
+__all__ = ["reset", "running_replay_server", "shared_local_server", "shared_replay_server", "use"]
 
 _lock = threading.Lock()
 _servers: dict[str, Any] = {}  # "replay" -> ReplayServer, "local" -> LocalServer
@@ -27,6 +27,12 @@ def shared_replay_server() -> ReplayServer:
             server = _servers["replay"] = ReplayServer().start()
             atexit.register(server.stop)
         return _servers["replay"]
+
+
+def running_replay_server() -> ReplayServer | None:
+    """The shared replay server if it is running, without starting one."""
+    with _lock:
+        return _servers.get("replay")
 
 
 def shared_local_server() -> LocalServer:

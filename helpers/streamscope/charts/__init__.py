@@ -20,7 +20,9 @@ stream, a task for an async one); the chart, in the calling thread (the notebook
 the chunks that arrived since its last redraw, at most ``max_updates_per_s`` times a second, each
 redraw one ``fig.batch_update()`` message. The reply is assembled once, when the stream is over.
 
-:func:`itl_histogram` draws what the measurement found, after the stream. The charts are plotly
+:func:`itl_histogram` draws what the measurement found, after the stream; :func:`event_order_chart`
+a stream recorded without times, in the order of its events; :func:`field_times_chart` when each
+field of a streamed JSON answer could be read. The charts are plotly
 ``FigureWidget`` s, so that a saved notebook's outputs hold widget references rather than figures
 whose numbers change from run to run. Live updates go through widget state only, so they never
 pile up as cell outputs (nbval).
@@ -30,7 +32,6 @@ would be blank: so a displayed chart, once drawn in full, is followed by a stati
 itself (:mod:`streamscope.charts.static`). Where the widget does show, a style the widget itself
 carries hides that copy, so that JupyterLab shows the chart once.
 """
-
 
 from ._base import (
     CSS_CHART,
@@ -42,7 +43,7 @@ from ._base import (
     preload,
 )
 from .live import CONTENT, TOOL_ARGUMENTS, LiveChart, StreamPart, TimelineView
-from .measured import MeasuredChart, itl_histogram
+from .measured import MeasuredChart, event_order_chart, field_times_chart, itl_histogram
 from .race import RaceChart, RaceView
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
     "RaceView",
     "StreamPart",
     "TimelineView",
+    "event_order_chart",
+    "field_times_chart",
     "itl_histogram",
     "preload",
 ]

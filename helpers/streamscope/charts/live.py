@@ -10,6 +10,7 @@ from typing import Any
 
 from ..assemble import AssembleResult
 from ..chunks import text_and_output, tool_arguments
+from ..lag import StreamLag, reader_lag
 from ..reader import StreamReader
 from ..timing import LatencyMetrics, Timeline
 from ._base import (
@@ -212,6 +213,7 @@ class LiveChart(_ChartBase):
         self._finished = False
         self._not_assembled: str | None = None  # why the chunks could not be assembled
         self._metrics: LatencyMetrics | None = None  # the stream's, computed once it is over
+        self.lag: StreamLag | None = None  # how far the stream strayed from its schedule, once it is over
 
     # --- display -----------------------------------------------------------
 
@@ -271,6 +273,8 @@ class LiveChart(_ChartBase):
         reason = self._incomplete_reason()
         if reason is not None:
             parts.append(f"INCOMPLETE: {reason}")
+        if self.lag is not None:
+            parts.append(self.lag.describe())
         text = "; ".join(parts)
         return f"{text} [{self.label}]" if self.label else text
 
@@ -338,6 +342,7 @@ class LiveChart(_ChartBase):
         assert self._reader is not None
         self.result, self._not_assembled = self._reader.assembled()
         self._metrics = self._reader.timeline.metrics()
+        self.lag = reader_lag(self._reader)
         self._finished = True
         self._show_final_state(self.summary())
 

@@ -1,8 +1,10 @@
-"""Charts of what was measured, drawn once after the stream: the histogram of gaps between chunks."""
+"""Charts of what was measured, drawn once after the stream: the histogram of gaps between chunks, a
+stream's events in order (for streams recorded without times), and when each field of a JSON answer
+could be read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import ipywidgets
 import plotly.graph_objects as go
@@ -11,6 +13,8 @@ from ._base import _display_static_copy, _followed_by_a_static_copy, _widget_bun
 
 __all__ = [
     "MeasuredChart",
+    "event_order_chart",
+    "field_times_chart",
     "itl_histogram",
 ]
 
@@ -51,3 +55,65 @@ def itl_histogram(itl: Sequence[float], *, title: str = "Gaps between chunks") -
     )
     description = f"{title}: histogram of {len(itl)} gaps"
     return MeasuredChart(figure, histogram_png(gaps_ms, title=title), description)
+
+
+def event_order_chart(series: Mapping[str, Sequence[int]], *, title: str, unit: str) -> MeasuredChart:
+    """Running totals (``unit``, e.g. characters of reasoning and of answer) against the event's
+    number: for a stream recorded without times, its order is all there is to draw."""
+    from .static import order_png
+
+    figure = go.FigureWidget(
+        data=[
+            go.Scatter(
+                x=list(range(1, len(totals) + 1)), y=list(totals), name=name, mode="lines", line_shape="hv"
+            )
+            for name, totals in series.items()
+        ],
+        layout=go.Layout(
+            title_text=title,
+            xaxis_title="event number (order of arrival; no times were recorded)",
+            yaxis_title=unit,
+            xaxis_rangemode="tozero",
+            yaxis_rangemode="tozero",
+            height=360,
+            legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+            margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        ),
+    )
+    events = max((len(totals) for totals in series.values()), default=0)
+    description = f"{title}: {unit} against event number, {events} events, {', '.join(series)}"
+    return MeasuredChart(figure, order_png(series, title=title, unit=unit), description)
+
+
+def field_times_chart(
+    marks: Mapping[str, Mapping[str, float]],
+    *,
+    title: str,
+    end_seconds: float | None = None,
+    end_label: str = "",
+) -> MeasuredChart:
+    """When each field of a streamed JSON document became readable: ``marks`` maps a kind of moment
+    ("first readable", "complete") to {field: seconds}; a row per field, time on x."""
+    from .static import field_times_png
+
+    fields = list(dict.fromkeys(name for times in marks.values() for name in times))
+    figure = go.FigureWidget(
+        data=[
+            go.Scatter(x=list(times.values()), y=list(times), name=kind, mode="markers", marker={"size": 10})
+            for kind, times in marks.items()
+        ],
+        layout=go.Layout(
+            title_text=title,
+            xaxis_title="seconds since the request was sent",
+            xaxis_rangemode="tozero",
+            yaxis={"categoryorder": "array", "categoryarray": fields[::-1]},
+            height=360,
+            legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+            margin={"l": 100, "r": 20, "t": 50, "b": 40},
+        ),
+    )
+    if end_seconds is not None:
+        figure.add_vline(x=end_seconds, line_dash="dash", annotation_text=end_label)
+    description = f"{title}: {len(fields)} fields, {', '.join(marks)} against time"
+    png = field_times_png(marks, title=title, end_seconds=end_seconds, end_label=end_label)
+    return MeasuredChart(figure, png, description)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..lag import StreamLag, reader_lag
 from ..reader import StreamReader
 from ..timing import Timeline
 from ._base import (
@@ -134,6 +135,7 @@ class RaceChart(_ChartBase):
         self.wall_seconds: float | None = None  # from the first request to the end of the last stream
         self._start: float | None = None
         self._interrupted = False
+        self.lags: dict[str, StreamLag] = {}  # per stream, how far it strayed from its schedule, once over
 
     @property
     def starts(self) -> dict[str, float]:
@@ -194,6 +196,8 @@ class RaceChart(_ChartBase):
 
     def _finish(self) -> None:
         self.update()
+        lags = {name: reader_lag(reader) for name, reader in self.readers.items()}
+        self.lags = {name: lag for name, lag in lags.items() if lag is not None}
         self._show_final_state(self.summary())
 
     def summary(self) -> str:
@@ -215,7 +219,11 @@ class RaceChart(_ChartBase):
                 parts.append(f"INCOMPLETE: {type(reader.error).__name__}: {reader.error}")
             else:
                 parts.append("INCOMPLETE: interrupted" if self._interrupted else "still streaming")
+            if name in self.lags and self.lags[name].no_schedule is None:
+                parts.append(self.lags[name].describe())
             lines.append(", ".join(parts))
+        no_schedule = {lag.no_schedule for lag in self.lags.values() if lag.no_schedule is not None}
+        lines.extend(sorted(no_schedule))  # said once for the race, not once per stream
         if self.wall_seconds is not None:
             lines.append(f"all done {self.wall_seconds:.2f} s after the first request")
         text = "\n".join(lines)

@@ -23,14 +23,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
+    "field_times_png",
     "histogram_png",
     "image_bundle",
+    "order_png",
     "png_size",
     "race_png",
     "timeline_png",
 ]
-
-__all__ = ["histogram_png", "image_bundle", "png_size", "race_png", "timeline_png"]
 
 _STREAMED, _BASELINE, _MARKER = "#636efa", "#ef553b", "#444444"  # plotly's first two colours, its text grey
 _PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")  # plotly's default order
@@ -140,6 +140,59 @@ def histogram_png(
     axes.set_xlabel("gap before the chunk (ms)")
     axes.set_ylabel("chunks")
     axes.set_title(title)
+    return _png(figure)
+
+
+def order_png(
+    series: Mapping[str, Sequence[int]],
+    *,
+    title: str,
+    unit: str,
+    caption: str = "",
+    size_px: tuple[int, int] = (600, 360),
+) -> bytes:
+    """Running totals (``unit``) against the event's number, one step line per series (as
+    :func:`streamscope.charts.event_order_chart`): a stream's order, with no clock."""
+    figure, axes = _figure(size_px, caption)
+    for colour, (name, totals) in zip(itertools.cycle(_PALETTE), series.items()):
+        axes.step(range(1, len(totals) + 1), totals, where="post", color=colour, label=name)
+    axes.set_xlabel("event number (order of arrival; no times were recorded)")
+    axes.set_ylabel(unit)
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.set_title(title)
+    axes.legend(loc="upper left", frameon=False, fontsize=8)
+    return _png(figure)
+
+
+def field_times_png(
+    marks: Mapping[str, Mapping[str, float]],
+    *,
+    title: str,
+    end_seconds: float | None = None,
+    end_label: str = "",
+    caption: str = "",
+    size_px: tuple[int, int] = (600, 420),
+) -> bytes:
+    """When each field of a JSON document became readable: one row per field, one marker kind per
+    ``marks`` key (e.g. "first readable", "complete"), seconds on x (as
+    :func:`streamscope.charts.field_times_chart`); ``end_seconds`` draws a line (the document's end)."""
+    figure, axes = _figure(size_px, caption)
+    fields = list(dict.fromkeys(name for times in marks.values() for name in times))
+    rows = {name: len(fields) - 1 - i for i, name in enumerate(fields)}
+    for colour, marker, (kind, times) in zip(
+        itertools.cycle(_PALETTE), itertools.cycle("o^sD"), marks.items()
+    ):
+        axes.scatter(
+            list(times.values()), [rows[n] for n in times], color=colour, marker=marker, label=kind, zorder=3
+        )
+    if end_seconds is not None:
+        axes.axvline(end_seconds, color=_MARKER, linestyle="--", linewidth=1, label=end_label or None)
+    axes.set_yticks(list(rows.values()), list(rows))
+    axes.set_xlabel("seconds since the request was sent")
+    axes.set_xlim(left=0)
+    axes.set_title(title)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False, fontsize=8)
     return _png(figure)
 
 

@@ -5,11 +5,14 @@ loopback, so the official SDK (or curl, or any client) can be pointed at it with
 ``base_url``. Each request is answered by the recording that matches it, at the
 recorded pace.
 
-Which recording answers a request: the one whose path and request body are equal
-to the request's, ignoring the body fields that cannot change the output
-(``recording.IGNORED_REQUEST_FIELDS``: user, metadata, store, ...). Key order and
-whitespace do not matter; every other field does (model, messages, temperature,
-stream, stream_options, ...). ``python -m streamscope list`` shows what is recorded.
+Which recording answers a request: the one whose path and request are the same request
+as the API reads them (``matching.request_form``: numbers as JSON numbers, defaults as
+absent, a string content as its one-part list, the fields that cannot change the output
+left out; the README's table). Failing that, a streamed request asking for
+``stream_options.include_usage`` is answered by the recording made without it, unchanged
+(no usage chunk is made up), with the header ``x-streamscope-note`` saying so: the answer
+of a server that ignores the option. ``python -m streamscope list`` shows what is recorded;
+a 404 names the closest recording and the fields in which it differs.
 
 Pace: a streamed recording's events go out at their recorded offsets (``event.t``)
 measured from the request's arrival, divided by the speed factor (1 = as recorded,
@@ -28,6 +31,17 @@ handler got to run. Each write goes straight out: h11 hands every body chunk to
 the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
 connections (see ``_bind``). uvicorn's httptools protocol measured no better here
 (on a busy machine), and would add a compiled dependency.
+
+Resuming: ``GET /v1/responses/{id}?stream=true&starting_after=N`` (the SDK's
+``client.responses.retrieve(id, stream=True, starting_after=N)``) answers for a streamed
+Responses recording whose request asked for ``background: true``, found by the response id in
+its events: the events recorded after the one numbered N (all of them without
+``starting_after``), byte for byte, ``sequence_number`` as recorded, each at its recorded
+offset from event N. A bad ``starting_after`` (not a whole number, negative, past the last
+event) is a 400, an unknown id a 404 (``resume.py``).
+
+A recording without per-chunk timing (``per_chunk_timing: false``: every ``t`` is 0) is sent
+at once, at any speed: no delay is invented for it.
 
 Errors (unknown request, malformed JSON, wrong path or method) come back as
 OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``, whose
@@ -65,6 +79,7 @@ replay breaks it at the same point.
 The sent log: every answer from a recording carries ``x-streamscope-request: ID`` and
 has a line in ``GET /streamscope/sent`` (or ``ReplayServer.sent``): the recording,
 the fault asked for, events and bytes written so far, when the last write went out,
+each event's due and sent time (``due_s``, ``sent_s``: the charts' lag clause reads them),
 and how it ended (``complete``, ``client disconnected``, ``cut (fault)``, ``error sent
 (fault)``, ``dropped as recorded``). A client that stops reading and closes the stream
 shows up as ``client disconnected`` with fewer events sent than recorded: the server
@@ -76,11 +91,14 @@ from .contract import (
     ENDPOINTS,
     FAULT_HEADER,
     MAX_BODY_BYTES,
+    NOTE_HEADER,
     REQUEST_ID_HEADER,
     REQUEST_TIMEOUT_S,
+    RESUME_PATH,
     SENT_LOG_LENGTH,
     SENT_LOG_PATH,
     SPEED_HEADER,
+    USAGE_NOT_RECORDED,
     Fault,
     check_speed,
 )
@@ -91,11 +109,14 @@ __all__ = [
     "ENDPOINTS",
     "FAULT_HEADER",
     "MAX_BODY_BYTES",
+    "NOTE_HEADER",
     "REQUEST_ID_HEADER",
     "REQUEST_TIMEOUT_S",
+    "RESUME_PATH",
     "SENT_LOG_LENGTH",
     "SENT_LOG_PATH",
     "SPEED_HEADER",
+    "USAGE_NOT_RECORDED",
     "Fault",
     "RecordingIndex",
     "ReplayServer",

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import BackendError
-from ..recording import api_path
+from ..matching import api_path
 from .contract import (
     _HOW_TO_GO_LIVE,
     _HOW_TO_LIST,
@@ -26,8 +26,10 @@ from .contract import (
     ENDPOINTS,
     FAULT_HEADER,
     MAX_BODY_BYTES,
+    NOTE_HEADER,
     REQUEST_ID_HEADER,
     REQUEST_TIMEOUT_S,
+    RESUME_PATH,
     SENT_LOG_PATH,
     SPEED_HEADER,
     TRANSPORT_KEY,
@@ -37,7 +39,8 @@ from .contract import (
     _short,
     check_speed,
 )
-from .index import RecordingIndex
+from .index import CLOSEST_NAMED, RecordingIndex
+from .resume import ResumeError, created_in_background
 from .sending import _replay_headers, _Sent, _sent_events, _sleep_until, _Stats
 
 __all__ = [
@@ -66,11 +69,12 @@ def _error(
     *,
     kind: str = "invalid_request_error",
     code: str | None = None,
+    param: str | None = None,
     close: bool = False,
 ) -> Response:
     """An error in OpenAI's shape; ``close``: the connection ends after it (the request was not read)."""
     headers = {"connection": "close"} if close else None
-    return JSONResponse(_error_content(message, kind, code), status_code=status, headers=headers)
+    return JSONResponse(_error_content(message, kind, code, param), status_code=status, headers=headers)
 
 
 def _unknown_request(index: RecordingIndex, path: str, body: dict[str, Any]) -> Response:
@@ -80,10 +84,10 @@ def _unknown_request(index: RecordingIndex, path: str, body: dict[str, Any]) -> 
     if closest is None:
         hint = f"No recording is for {path}."
     else:
-        entry, differing = closest
-        fields = ", ".join(k[:_QUOTE_CHARS] for k in differing[:10])
-        more = f" and {len(differing) - 10} more" if len(differing) > 10 else ""
-        hint = f"The closest recording, {entry.recording.name!r}, differs in: {fields}{more}."
+        differing = closest.differing
+        fields = ", ".join(_short.repr(k)[1:-1] for k in differing[:CLOSEST_NAMED])
+        more = " and more" if len(differing) > CLOSEST_NAMED else ""
+        hint = f"The closest recording, {closest.entry.recording.name!r}, differs in: {fields}{more}."
     if index.problems:
         files = sorted(index.problems)
         hint += (
@@ -165,7 +169,8 @@ def create_app(
     *,
     request_timeout: float = REQUEST_TIMEOUT_S,
 ) -> Starlette:
-    """The ASGI application: the three endpoints, answered from ``index`` at ``speed``, and the sent log."""
+    """The ASGI application: the three endpoints, answered from ``index`` at ``speed``, the resume of a
+    background Responses stream, and the sent log."""
     stats = stats or _Stats()
 
     async def answer(request: Request) -> Response:
@@ -195,11 +200,12 @@ def create_app(
             grammar = "cut-after=N, error-after=N, stall=S, stall-after=N (comma-separated; N counts events)"
             return _error(400, f"Header {FAULT_HEADER}: {exc}. It takes {grammar}.")
         try:
-            entry = index.find(path, body)
-            if entry is None:
+            match = index.find(path, body)
+            if match is None:
                 return _unknown_request(index, path, body)
         except RecursionError:  # read, but too deep to compare or quote
             return _error(400, f"The body of POST {path} is nested too deeply.")
+        entry = match.entry
         rec = entry.recording
         if fault is not None and not rec.streamed:
             return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
@@ -209,9 +215,12 @@ def create_app(
             path=api_path(path),
             fault=request.headers.get(FAULT_HEADER),
             events_total=len(rec.events or []),
+            note=match.note,
         )
         stats.sent.append(line)
         headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}
+        if match.note is not None:
+            headers[NOTE_HEADER] = match.note
         if rec.streamed or rec.incomplete is not None:
             events = _sent_events(entry, start, pace, stats, line, fault, request.scope.get(TRANSPORT_KEY))
             media_type = "text/event-stream" if rec.streamed else None
@@ -223,6 +232,58 @@ def create_app(
         line.last_write_s = asyncio.get_running_loop().time() - start
         return response
 
+    async def resume(request: Request) -> Response:
+        """``GET /v1/responses/{id}?stream=true&starting_after=N``: the rest of a background response."""
+        start = request.scope.get(ARRIVAL_KEY) or asyncio.get_running_loop().time()
+        response_id = request.path_params["response_id"]
+        if request.query_params.get("stream") != "true":
+            return _error(
+                400,
+                f"GET /v1/responses/{_short.repr(response_id)[1:-1]}: the replay server answers a "
+                "retrieve only as a stream, with stream=true "
+                "(client.responses.retrieve(id, stream=True, starting_after=N)).",
+                param="stream",
+            )
+        try:
+            pace = check_speed(request.headers.get(SPEED_HEADER, speed))
+        except BackendError as exc:
+            return _error(400, f"Header {SPEED_HEADER}: {exc}")
+        entry = index.by_response_id(response_id)
+        if entry is None or entry.resumable is None:
+            return _error(
+                404,
+                f"Response with id {_short.repr(response_id)} not found: no Responses recording streamed it. "
+                f"{_HOW_TO_LIST}",
+                param="response_id",
+                code="not_found",
+            )
+        rec = entry.recording
+        if not created_in_background(rec):
+            return _error(
+                400,
+                f"Response {response_id!r} cannot be streamed again: it was not created with background=true "
+                f"(recording {rec.name!r}).",
+            )
+        try:
+            first = entry.resumable.first_after(request.query_params.get("starting_after"))
+        except ResumeError as exc:
+            return _error(exc.status, str(exc), param=exc.param, code=exc.code)
+        rest = entry.after(first)
+        line = _Sent(
+            request=next(stats.requests),
+            recording=rec.name,
+            path=f"/v1/responses/{response_id}",
+            fault=None,
+            events_total=len(rest.payloads),
+            note=None,
+        )
+        stats.sent.append(line)
+        headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}
+        events = _sent_events(rest, start, pace, stats, line, None, request.scope.get(TRANSPORT_KEY))
+        return StreamingResponse(
+            events, status_code=rec.status, headers=headers, media_type="text/event-stream"
+        )
+
     async def sent_log(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": stats.sent_log()})
 
@@ -230,7 +291,9 @@ def create_app(
         assert isinstance(exc, HTTPException)
         path = request.url.path
         asked = f"{request.method} {path if len(path) <= _QUOTE_CHARS else path[:_QUOTE_CHARS] + '...'}"
-        served = ", ".join([*(f"POST {p}" for p in ENDPOINTS), f"GET {SENT_LOG_PATH}"])
+        served = ", ".join(
+            [*(f"POST {p}" for p in ENDPOINTS), "GET /v1/responses/{id}?stream=true", f"GET {SENT_LOG_PATH}"]
+        )
         message = f"The replay server does not answer {asked}: it answers {served}. {_HOW_TO_LIST}"
         response = _error(exc.status_code, message, code="not_found" if exc.status_code == 404 else None)
         if exc.headers:
@@ -244,6 +307,7 @@ def create_app(
     app = Starlette(
         routes=[
             *(Route(p, answer, methods=["POST"]) for p in ENDPOINTS),
+            Route(RESUME_PATH, resume, methods=["GET"]),
             Route(SENT_LOG_PATH, sent_log, methods=["GET"]),
         ],
         middleware=[Middleware(_LoopbackHostsOnly)],

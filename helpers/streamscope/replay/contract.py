@@ -12,25 +12,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BackendError
-from ..recording import IGNORED_REQUEST_FIELDS
 
 __all__ = [
     "ARRIVAL_KEY",
     "ENDPOINTS",
     "FAULT_HEADER",
     "MAX_BODY_BYTES",
+    "NOTE_HEADER",
     "REQUEST_ID_HEADER",
     "REQUEST_TIMEOUT_S",
+    "RESUME_PATH",
     "SENT_LOG_LENGTH",
     "SENT_LOG_PATH",
     "SPEED_HEADER",
     "TRANSPORT_KEY",
+    "USAGE_NOT_RECORDED",
     "Fault",
     "check_speed",
 ]
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SENT_LOG_PATH = "/streamscope/sent"
+# GET ?stream=true&starting_after=N: the rest of a background Responses stream
+RESUME_PATH = "/v1/responses/{response_id}"
 SPEED_HEADER = "x-streamscope-speed"
 FAULT_HEADER = "x-streamscope-fault"
 REQUEST_ID_HEADER = "x-streamscope-request"  # on every answer from a recording: its line in the sent log
@@ -50,9 +54,16 @@ _HOW_TO_GO_LIVE = (
     "or STREAMSCOPE_BACKEND=<base URL of an OpenAI-compatible server>."
 )
 _MATCH_RULE = (
-    "A recording answers a request when the path and every body field are equal, except "
-    + ", ".join(sorted(IGNORED_REQUEST_FIELDS))
-    + "."
+    "A recording answers a request when the path and every field that can change the output are equal "
+    "as the API reads them (0 = 0.0, a field at its default = the field left out, a string content = its "
+    "one-part list; the README's table 'Which recording answers a request')."
+)
+# What the answer says (header and streamscope.last_source()) when include_usage was asked of a
+# recording made without it: the stream goes out as recorded, as from a server that ignores the option.
+NOTE_HEADER = "x-streamscope-note"
+USAGE_NOT_RECORDED = (
+    "stream_options.include_usage was asked, but the recording was made without it: "
+    "the stream as recorded, with no usage chunk (as a server that ignores the option answers)"
 )
 
 
@@ -76,12 +87,12 @@ _short.maxstring = _short.maxother = _QUOTE_CHARS
 _short.maxlong = _QUOTE_CHARS // 2
 
 
-def _error_content(message: str, kind: str, code: str | None) -> dict[str, Any]:
+def _error_content(message: str, kind: str, code: str | None, param: str | None = None) -> dict[str, Any]:
     # A message quotes what was asked: cut it to size, and spell out lone surrogates (not UTF-8).
     if len(message) > _MESSAGE_CHARS:
         message = message[: _MESSAGE_CHARS - 3] + "..."
     message = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 @dataclass(frozen=True)

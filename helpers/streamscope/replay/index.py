@@ -7,23 +7,20 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import RecordingError
-from ..recording import (
-    RECORDINGS_DIR,
-    Recording,
-    api_path,
-    event_bytes,
-    load_folder,
-    match_key,
-    relevant_fields,
-    without_duplicates,
-)
+from ..matching import api_path, differing_fields, match_key, request_form, unread_fields
+from ..recording import RECORDINGS_DIR, Recording, event_bytes, load_folder, without_duplicates
+from .contract import USAGE_NOT_RECORDED
+from .resume import Resumable, resumable
 
 __all__ = [
+    "CLOSEST_NAMED",
+    "Closest",
+    "Match",
     "RecordingIndex",
 ]
 
@@ -33,23 +30,36 @@ class _Entry:
     """A recording with its events laid out for sending."""
 
     recording: Recording
-    relevant_body: dict[str, Any]
+    form: dict[str, Any]  # its request's form (matching.request_form)
     offsets: tuple[float, ...]
     payloads: tuple[bytes, ...]
+    resumable: Resumable | None = None  # a streamed Responses recording: its id and sequence numbers
 
     @classmethod
     def of(cls, recording: Recording) -> _Entry:
         body = recording.request.get("body") or {}
-        events = list(zip([e.t for e in recording.events or []], event_bytes(recording.events), strict=True))
+        # A recording without per-chunk timing is sent at once: no delay of our invention.
+        times = [e.t if recording.timed else 0.0 for e in recording.events or []]
+        events = list(zip(times, event_bytes(recording.events), strict=True))
         if recording.events is None and recording.incomplete is not None:
             # A body cut short is sent as it arrived, as one event, before the connection breaks.
             text = recording.body if isinstance(recording.body, str) else json.dumps(recording.body)
             events = [(recording.elapsed or recording.incomplete.t, text.encode())]
         return cls(
             recording=recording,
-            relevant_body=relevant_fields(body),
+            form=request_form(recording.path, body),
             offsets=tuple(t for t, _ in events),
             payloads=tuple(raw for _, raw in events),
+            resumable=resumable(recording),
+        )
+
+    def after(self, first: int) -> _Entry:
+        """The events from index ``first`` on, at their recorded offsets from the event before it."""
+        shift = self.offsets[first - 1] if first else 0.0
+        return replace(
+            self,
+            offsets=tuple(max(t - shift, 0.0) for t in self.offsets[first:]),
+            payloads=self.payloads[first:],
         )
 
 
@@ -75,6 +85,7 @@ class RecordingIndex:
         self._lock = threading.Lock()
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._entries: dict[str, _Entry] = {}
+        self._fields: frozenset[str] = frozenset()  # every field some recording's form has (_fields_of)
         self._report = report
         self.problems: dict[str, str] = {}
         if source is None or isinstance(source, str | Path):
@@ -107,6 +118,12 @@ class RecordingIndex:
             if self.problems.get(name) != problem:
                 self._report(problem)
         self._entries, self.problems = entries, problems
+        self._fields = self._fields_of(entries)
+
+    @staticmethod
+    def _fields_of(entries: dict[str, _Entry]) -> frozenset[str]:
+        # stream_options too, always: find() answers include_usage without a recording that has it.
+        return frozenset(name for entry in entries.values() for name in entry.form) | {"stream_options"}
 
     def _refresh(self) -> None:
         if self.directory is None:
@@ -129,22 +146,80 @@ class RecordingIndex:
         self._refresh()
         return list(self._entries.values())
 
-    def find(self, path: str, body: dict[str, Any]) -> _Entry | None:
-        self._refresh()
-        return self._entries.get(match_key(path, body))
+    def find(self, path: str, body: dict[str, Any]) -> Match | None:
+        """The recording that answers ``body`` sent to ``path`` (the rule: ``matching.request_form``).
 
-    def closest(self, path: str, body: dict[str, Any]) -> tuple[_Entry, list[str]] | None:
-        """The recording for the same path that differs from ``body`` in the fewest fields."""
-        relevant = relevant_fields(body)
-        best: tuple[_Entry, list[str]] | None = None
-        for entry in self.entries():
+        A streamed request with ``stream_options.include_usage`` that no recording made with it
+        answers is answered by the recording of the same request without it, with a note
+        (``USAGE_NOT_RECORDED``): the recorded stream unchanged, as from a server that ignores
+        the option. No usage chunk is made up.
+        """
+        self._refresh()
+        fields = self._fields
+        if unread_fields(path, body, fields, limit=1):  # a field no recording has: nothing can match
+            return None
+        form = request_form(path, body, fields=fields)
+        entry = self._entries.get(match_key(path, form))
+        if entry is not None:
+            return Match(entry)
+        options = form.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            rest = {k: v for k, v in options.items() if k != "include_usage"}
+            without = {k: v for k, v in form.items() if k != "stream_options"}
+            if rest:
+                without["stream_options"] = rest
+            entry = self._entries.get(match_key(path, without))
+            if entry is not None:
+                return Match(entry, note=USAGE_NOT_RECORDED)
+        return None
+
+    def by_response_id(self, response_id: str) -> _Entry | None:
+        """The streamed Responses recording whose response has this id."""
+        return next(
+            (e for e in self.entries() if e.resumable is not None and e.resumable.response_id == response_id),
+            None,
+        )
+
+    def closest(self, path: str, body: dict[str, Any]) -> Closest | None:
+        """The recording for the same path whose request differs from ``body`` in the fewest fields.
+
+        Bounded work, whatever the body: only the fields that recordings have are formed and
+        compared; of the others, the first few are named, their values not read (beyond a default check).
+        """
+        self._refresh()
+        fields = self._fields
+        unread = unread_fields(path, body, fields, limit=CLOSEST_NAMED + 1)  # one more says "and more"
+        form = request_form(path, body, fields=fields)
+        best: Closest | None = None
+        compared = 0
+        for entry in self._entries.values():
             if api_path(entry.recording.path) != api_path(path):
                 continue
-            keys = sorted(set(relevant) | set(entry.relevant_body))
-            differing = [k for k in keys if relevant.get(k, _MISSING) != entry.relevant_body.get(k, _MISSING)]
-            if best is None or len(differing) < len(best[1]):
-                best = (entry, differing)
+            compared += len(form.keys() | entry.form.keys())
+            differing = differing_fields(form, entry.form)
+            if best is None or len(differing) < len(best.differing):
+                best = Closest(entry, differing)
+        if best is not None:
+            best.differing[:0] = unread
+            best.compared = compared
         return best
 
 
-_MISSING = object()
+CLOSEST_NAMED = 10  # differing fields a 404 names
+
+
+@dataclass(frozen=True)
+class Match:
+    """The recording that answers a request, and what the answer must say about it (or None)."""
+
+    entry: _Entry
+    note: str | None = None
+
+
+@dataclass
+class Closest:
+    """The recording nearest a request that none answers: the fields that differ, and the work it took."""
+
+    entry: _Entry
+    differing: list[str]
+    compared: int = 0  # fields compared, over all the recordings for the path

@@ -8,13 +8,11 @@ import itertools
 import json
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..recording import (
-    Recording,
-    api_path,
-)
+from ..matching import api_path
+from ..recording import Recording
 from .contract import FAULT_HEADER, SENT_LOG_LENGTH, Fault
 from .index import _Entry
 
@@ -47,12 +45,28 @@ class _Sent:
     path: str
     fault: str | None  # the x-streamscope-fault header, as asked
     events_total: int  # events in the recording (a non-streamed body counts as none)
+    note: str | None  # what the answer said beside the recording (NOTE_HEADER), if anything
     events_sent: int = 0  # whole events written to the connection
     bytes_sent: int = 0
     last_write_s: float | None = None  # seconds from the request's arrival to the latest write
+    # The schedule and how it was kept, per event sent: its due time and when its write went out, in
+    # seconds from the request's arrival (empty at speed 0: no schedule); ``arrived_at`` is that
+    # arrival on the server's clock (``time.monotonic()``), for a reader on this machine to compare.
+    arrived_at: float | None = None
+    due_s: list[float] = field(default_factory=list)
+    sent_s: list[float] = field(default_factory=list)
     state: str = (
         "sending"  # then: complete, client disconnected, cut (fault), error sent (fault), dropped as recorded
     )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The line as a dict, read from another thread while the server may still be writing it.
+
+        The state is read first: the server sets it after its last change to the figures, so a
+        snapshot that says the sending ended holds the final figures.
+        """
+        state = self.state
+        return {**asdict(self), "state": state}
 
 
 class _Stats:
@@ -64,7 +78,7 @@ class _Stats:
         self.requests = itertools.count(1)
 
     def sent_log(self) -> list[dict[str, Any]]:
-        return [asdict(line) for line in list(self.sent)]
+        return [line.snapshot() for line in list(self.sent)]
 
 
 async def _paced_events(entry: _Entry, start: float, speed: float, stats: _Stats) -> AsyncIterator[bytes]:
@@ -139,16 +153,21 @@ async def _sent_events(
     if fault is not None and fault.stall_s and fault.stall_after < last:
         parts = [(0, fault.stall_after, 0.0), (fault.stall_after, last, fault.stall_s)]
     loop = asyncio.get_running_loop()
+    line.arrived_at = start
     try:
         for first, end, stall in parts:
             if stall and not pace:  # no waiting, except where a stall was asked for
                 await asyncio.sleep(stall)
             part = replace(entry, offsets=entry.offsets[first:end], payloads=entry.payloads[first:end])
             async for piece in _paced_events(part, start + stall, pace, stats):
-                yield piece
+                yield piece  # returns once the server has written it to the connection
+                written = line.last_write_s = loop.time() - start
                 line.bytes_sent += len(piece)
-                line.events_sent = bisect.bisect_right(ends, line.bytes_sent)
-                line.last_write_s = loop.time() - start
+                sent_before, line.events_sent = line.events_sent, bisect.bisect_right(ends, line.bytes_sent)
+                if pace:
+                    for k in range(sent_before, line.events_sent):
+                        line.due_s.append(round(stall + entry.offsets[k] / pace, 6))
+                        line.sent_s.append(round(written, 6))
         incomplete = entry.recording.incomplete
         if fault is not None and fault.error_after is not None:
             error = _fault_event(entry.recording.path, last)

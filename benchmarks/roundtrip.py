@@ -1,6 +1,6 @@
 """Round trip: a real model's stream, recorded, then replayed: does the replay keep its schedule?
 
-1. Starts the ``local`` backend (llama-cpp-python's server, SmolLM2 135M Instruct on this CPU)
+1. Starts the ``local`` backend (llama-server, SmolLM2 135M Instruct on this CPU)
    and records one stream with the project's recorder (``streamscope.recorder.record``, the code
    behind ``python -m streamscope record``): "Write the numbers from 1 to 50, separated by
    commas." at temperature 0, about 190 events, one token each, a dense schedule (a chunk every

@@ -189,11 +189,11 @@ def test_binder_badge_names_the_project_repository():
     assert binder_badge.repository() in PROJECT["urls"]["Repository"]
 
 
-# A module that serves an optional extra may import what that extra brings.
-EXTRA_OF_MODULE = {"backends/local/child.py": "local"}
+# A module that serves an optional extra may import what that extra brings (none does today).
+EXTRA_OF_MODULE: dict[str, str] = {}
 # Where an extra is not installed, its import names cannot be looked up: the ones that differ
 # from their distribution's name.
-DISTRIBUTION_OF_IMPORT = {"llama_cpp": ["llama-cpp-python"]}
+DISTRIBUTION_OF_IMPORT: dict[str, list[str]] = {}
 
 
 def test_every_package_the_helpers_import_is_declared():

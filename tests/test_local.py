@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import streamscope
 from streamscope.backends import local, registry, switch
+from streamscope.backends.local import build
 from streamscope.backends.local import models as local_models
 from streamscope.backends.local import server as local_server
 from streamscope.errors import BackendError
@@ -71,13 +72,12 @@ def test_published_model_constants_are_consistent() -> None:
         assert model.size > 50_000_000 and model.parts and model.published
 
 
-def test_missing_extra_names_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    find_spec = local_server.importlib.util.find_spec
-    monkeypatch.setattr(
-        local_server.importlib.util, "find_spec", lambda n: None if n == "llama_cpp" else find_spec(n)
-    )
-    with pytest.raises(local.LocalServerError, match=r"\(missing: llama_cpp\b.*\): run make local"):
-        local.server_version()
+def test_missing_server_names_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(build.SERVER_DIR_ENV, str(tmp_path))
+    with pytest.raises(
+        local.LocalServerError, match=r"llama-server .* is not built yet: run make local-install"
+    ):
+        local.server_build()
 
 
 def test_missing_model_names_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -117,7 +117,8 @@ def test_backend_setting_names_local() -> None:
 
 @needs_server
 def test_server_dies_at_start_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Model files of the right size, marked verified, holding zeros: llama.cpp refuses to load them.
+    # Model files of the right size, marked verified, holding zeros: llama.cpp refuses to load them,
+    # and the start failure hashes them again and names the damaged file.
     monkeypatch.setenv(local.MODELS_DIR_ENV, str(tmp_path / "models"))
     (tmp_path / "models").mkdir()
     for model in local.MODELS:
@@ -131,23 +132,56 @@ def test_server_dies_at_start_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_p
         local.LocalServer().start()
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith("the local server exited at start (code 1): ")
-    assert "run make local" in message
+    assert message.startswith("the local server model ") and "failed to load" in message
+    assert "is damaged" in message and message.endswith("run python -m streamscope models")
+
+
+def _client(server: local.LocalServer):
+    import openai
+
+    return openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
 
 
 @needs_server
 def test_server_answers_and_stops() -> None:
     server = local.LocalServer().start()
     try:
-        import openai
-
-        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
-        assert {m.id for m in client.models.list()} == {local.CHAT_MODEL, local.COMPLETION_MODEL}
-        assert server.banner.startswith(f"llama-cpp-python {server.version} server at {server.base_url}")
+        assert {m.id for m in _client(server).models.list()} == {local.CHAT_MODEL, local.COMPLETION_MODEL}
+        assert server.banner.startswith(f"llama-server (llama.cpp b10605) at {server.base_url}")
         assert server.banner.endswith("live")
     finally:
         server.stop()
     assert server.process is not None and server.process.poll() is not None
+    assert not server.run_dir.exists()
+
+
+@needs_server
+def test_two_servers_start_at_once_and_stop_apart() -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: local.LocalServer().start(), range(2))
+    try:
+        assert first.port != second.port
+        first.stop()
+        reply = _client(second).completions.create(
+            model=local.COMPLETION_MODEL, prompt="1,2,3,", max_tokens=4
+        )
+        assert reply.choices[0].text
+    finally:
+        first.stop()
+        second.stop()
+
+
+@needs_server
+def test_a_taken_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(local_server, "_port", lambda: port)
+        with pytest.raises(local.LocalServerError, match=f"port {port} on 127.0.0.1 was taken"):
+            local.LocalServer().start()
 
 
 _PARENT = textwrap.dedent(

@@ -3,7 +3,8 @@
 - ``assemble PATH``: a raw SSE body in, its assembled object out as JSON;
 - ``serve``: the replay server in the foreground;
 - ``record``: one real request to a live server, saved as a recording;
-- ``list``: the recordings the replay server can answer.
+- ``list``: the recordings the replay server can answer;
+- ``models`` and ``build-server``: the local backend's models and server, into their caches.
 
 Each command imports only what it needs, so ``assemble`` starts without loading
 openai, plotly or jupyter. Messages go to stderr, one line each, without a traceback.
@@ -150,14 +151,20 @@ def _body_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli_models(args: argparse.Namespace) -> int:
-    """``python -m streamscope models``: download and check the local backend's models, once."""
-    from .backends.local import LocalServerError, fetch_models
+    """``python -m streamscope models``: download and check the local backend's models, once;
+    ``--verify`` hashes the files in the cache again and downloads any that is damaged."""
+    from .backends.local import fetch_models
 
-    try:
-        fetch_models()
-    except LocalServerError as exc:
-        _say("models", str(exc))
-        return 2
+    fetch_models(verify=args.verify)
+    return 0
+
+
+def cli_build_server(args: argparse.Namespace) -> int:
+    """``python -m streamscope build-server``: build llama-server once, into its cache."""
+    from .backends.local.build import ensure_server
+
+    build = ensure_server()
+    print(f"llama-server {build.version}: {build.binary}")
     return 0
 
 
@@ -277,7 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "models", help="download and check the local backend's models (once, into a cache folder)"
     )
+    p.add_argument("--verify", action="store_true", help="hash the cached files again (sha256)")
     p.set_defaults(func=cli_models)
+
+    p = commands.add_parser(
+        "build-server", help="build the local backend's server, llama-server (once, into a cache folder)"
+    )
+    p.set_defaults(func=cli_build_server)
 
     p = commands.add_parser("list", help="list the recordings the replay server can answer")
     p.add_argument("--recordings", default=None, help="folder of recordings (default: the package's)")

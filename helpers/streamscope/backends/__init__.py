@@ -9,9 +9,9 @@ the ``STREAMSCOPE_BACKEND`` environment variable:
   recordings at their recorded pace. One server is shared by every client; it
   starts in a background thread on first use and stops when Python exits.
 - ``openai``: the live OpenAI API; needs ``OPENAI_API_KEY``.
-- ``local``: a real model on this CPU, no key, no network: llama-cpp-python's server in a
+- ``local``: a real model on this CPU, no key, no network: llama.cpp's llama-server in a
   child process on 127.0.0.1, started on first use and stopped when Python exits (see
-  ``streamscope.backends.local``; needs the optional extra, ``make local``).
+  ``streamscope.backends.local``; built once by ``make local-install``).
 - a base URL, e.g. ``http://localhost:11434/v1`` (Ollama), ``http://localhost:8000/v1``
   (vLLM, llama.cpp server, LM Studio): any OpenAI-compatible server. A URL with no
   path gets ``/v1``. The key is ``OPENAI_API_KEY`` if set, else a placeholder.

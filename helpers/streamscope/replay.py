@@ -49,8 +49,8 @@ to knock it over:
   ``text/plain`` without asking the browser's permission), and only ``Host`` values
   that name a loopback address or the address the request came in on (421 otherwise:
   DNS rebinding);
-- a recording file that cannot be used (half-written, or with the name of, or
-  answering the same request as, another file) is skipped and reported once on
+- a recording file that cannot be used (half-written, a field ``recording_schema`` refuses,
+  or with the name of, or answering the same request as, another file) is skipped and reported once on
   stderr, at start and when it appears; the others are answered as usual, and a 404
   mentions the skipped files.
 
@@ -226,7 +226,7 @@ class RecordingIndex:
     def _index(recordings: list[Recording]) -> dict[str, _Entry]:
         entries: dict[str, _Entry] = {}
         for rec in recordings:
-            key = rec.match_key()
+            key = rec.check().match_key()
             if key in entries:
                 raise RecordingError(
                     f"recordings {entries[key].recording.name!r} and {rec.name!r} answer the same request; "
@@ -889,6 +889,9 @@ class ReplayServer:
             log_config=None,  # leave the host process's logging alone
             log_level="warning",
             access_log=False,
+            # A recording's own server and date headers are sent as recorded, not after uvicorn's.
+            server_header=False,
+            date_header=False,
             # A stream still running at shutdown is cancelled after this long.
             timeout_graceful_shutdown=1,
         )

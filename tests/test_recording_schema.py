@@ -254,7 +254,11 @@ def test_a_damaged_recording_is_skipped_or_served_as_recorded(served_folder: Any
             return
         rec = Recording.from_dict(json.loads(text))
         try:
-            answer = http.post(root + api_path(rec.path), json=rec.request.get("body") or {})
+            # As the file has it: NaN included, which httpx2's json= refuses to send.
+            sent = json.dumps(rec.request.get("body") or {}).encode()
+            answer = http.post(
+                root + api_path(rec.path), content=sent, headers={"content-type": "application/json"}
+            )
         except httpx2.RemoteProtocolError:  # a recording that broke off is replayed breaking off
             assert rec.incomplete is not None and rec.incomplete.dropped
             return

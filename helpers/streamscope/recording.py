@@ -230,28 +230,54 @@ def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recordin
         yield Recording.load(path)
 
 
-def load_folder(directory: str | Path = RECORDINGS_DIR) -> tuple[list[Recording], dict[str, str]]:
+# What reading one file gave, kept by ``load_folder``'s callers: its (mtime_ns, size) then, and the
+# recording with its match key, or why it cannot be used.
+FileCache = dict[str, tuple[tuple[int, int], "tuple[Recording, str] | str"]]
+
+
+def _read_file(path: Path) -> tuple[Recording, str] | str:
+    """The recording in ``path`` and its match key, or why it cannot be used."""
+    try:
+        rec = Recording.load(path)
+        return rec, rec.match_key()
+    except RecordingError as exc:
+        return str(exc)
+    except RecursionError:  # a request body that loads but is too deep to compare
+        return f"{path}: request.body is nested too deeply to compare"
+
+
+def load_folder(
+    directory: str | Path = RECORDINGS_DIR, *, cache: FileCache | None = None
+) -> tuple[list[Recording], dict[str, str]]:
     """The usable recordings in a folder, and why each other ``*.json`` file there is skipped.
 
     Files are read in name order; a file is skipped (file name -> reason) when it is not a
     readable recording (half-written, say, or a field breaks ``recording_schema``), or when
     it has the name of, or answers the same request as, a file read before it. One bad file
-    never hides the others.
+    never hides the others. With a ``cache`` (updated in place), a file whose modification
+    time and size are those of the last reading is not read again: a server that re-reads its
+    folder when a file is saved reads only that file, however large the others are.
     """
     recordings: list[Recording] = []
     skipped: dict[str, str] = {}
     names: dict[str, str] = {}
     keys: dict[str, str] = {}
+    seen: set[str] = set()
     for path in sorted(Path(directory).glob("*.json")):
         try:
-            rec = Recording.load(path)
-            key = rec.match_key()
-        except RecordingError as exc:
-            skipped[path.name] = str(exc)
+            stat = path.stat()
+        except OSError:  # removed since the listing
             continue
-        except RecursionError:  # a request body that loads but is too deep to compare
-            skipped[path.name] = f"{path}: request.body is nested too deeply to compare"
+        state = (stat.st_mtime_ns, stat.st_size)
+        known = cache.get(path.name) if cache is not None else None
+        outcome = known[1] if known is not None and known[0] == state else _read_file(path)
+        if cache is not None:
+            cache[path.name] = (state, outcome)
+            seen.add(path.name)
+        if isinstance(outcome, str):
+            skipped[path.name] = outcome
             continue
+        rec, key = outcome
         if rec.name in names:
             skipped[path.name] = f"{path}: has the name {rec.name!r}, as {names[rec.name]} has"
         elif key in keys:
@@ -259,6 +285,9 @@ def load_folder(directory: str | Path = RECORDINGS_DIR) -> tuple[list[Recording]
         else:
             names[rec.name] = keys[key] = path.name
             recordings.append(rec)
+    if cache is not None:
+        for gone in set(cache) - seen:
+            del cache[gone]
     return recordings, skipped
 
 

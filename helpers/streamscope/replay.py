@@ -19,10 +19,12 @@ client may choose its own speed per request with the ``X-Streamscope-Speed``
 header (``streamscope.client(speed=...)`` does this).
 
 Timing: an event is written a few hundredths of a millisecond after its due time
-on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). asyncio's
-epoll selector rounds timer waits up to whole milliseconds, so the server runs on a
-``select()``-based loop (microsecond timeouts), sleeps until shortly before each
-due time and finishes with a short spin of ``asyncio.sleep(0)``. The schedule
+on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). The server
+runs on asyncio's epoll loop, which watches any number of connections (``select()``
+takes no descriptor numbered 1024 or more: a thousand idle connections would end the
+server) but rounds each timer wait up to a whole millisecond; so it sleeps until
+``_SPIN_LEAD_S`` (a millisecond and a little more) before each due time and finishes
+with a short spin of ``asyncio.sleep(0)``, which keeps serving the other connections. The schedule
 starts when the request's head arrived (noted by the protocol), not when its
 handler got to run. Each write goes straight out: h11 hands every body chunk to
 the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
@@ -108,6 +110,7 @@ from .errors import BackendError, RecordingError
 from .recording import (
     IGNORED_REQUEST_FIELDS,
     RECORDINGS_DIR,
+    FileCache,
     Recording,
     api_path,
     load_folder,
@@ -126,10 +129,10 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 REQUEST_TIMEOUT_S = 10.0  # from a request's first byte to its whole head, and from its head to its whole body
 SENT_LOG_LENGTH = 1000
 
-# Wake this long before an event is due, then spin. Measured on a busy 2-core machine
-# (server-side lateness, one stream): no spin, median 0.29 ms late; 0.5 ms of spin,
-# median 0.01 ms, as with 1.5 ms, which costs twice the CPU (and, in a thread, the GIL).
-_SPIN_LEAD_S = 0.0005
+# Wake this long before an event is due, then spin. epoll rounds a wait up to whole milliseconds, so
+# a wake planned 1.1 ms early comes 0.1-1.1 ms early; the spin covers the rest. (On select(), which
+# takes microseconds, 0.5 ms of spin gave a median 0.01 ms late, against 0.29 ms without a spin.)
+_SPIN_LEAD_S = 0.0011
 # Recorded response headers that describe the original connection, not the content.
 _HOP_HEADERS = frozenset(
     {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
@@ -210,6 +213,7 @@ class RecordingIndex:
     ) -> None:
         self._lock = threading.Lock()
         self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._files: FileCache = {}
         self._entries: dict[str, _Entry] = {}
         self._report = report
         self.problems: dict[str, str] = {}
@@ -245,13 +249,12 @@ class RecordingIndex:
         with self._lock:
             if tuple(signature) == self._signature:
                 return
-            recordings, problems = load_folder(self.directory)
+            # Only the files that changed are read again, and only their entries are laid out again.
+            recordings, problems = load_folder(self.directory, cache=self._files)
+            laid_out = {id(entry.recording): entry for entry in self._entries.values()}
             entries: dict[str, _Entry] = {}
             for rec in recordings:
-                try:
-                    entries[rec.match_key()] = _Entry.of(rec)
-                except (ValueError, TypeError, AttributeError) as exc:
-                    problems[rec.name] = f"{rec.name}: cannot be replayed ({type(exc).__name__}: {exc})"
+                entries[rec.match_key()] = laid_out.get(id(rec)) or _Entry.of(rec)
             for name, problem in problems.items():
                 if self.problems.get(name) != problem:
                     self._report(problem)
@@ -812,8 +815,9 @@ class _ReplayProtocol(H11Protocol):
 
 
 def _precise_loop() -> asyncio.AbstractEventLoop:
-    # select() takes microsecond timeouts; epoll (the default) rounds up to whole ms.
-    return asyncio.SelectorEventLoop(selectors.SelectSelector())
+    # epoll where there is one (any number of connections; waits rounded up to whole ms, which the
+    # spin before each due time makes up for), else the platform's best selector.
+    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -828,8 +832,9 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    # Listening now lets clients connect (queued) before the server's loop starts.
-    sock.listen(128)
+    # Listening now lets clients connect (queued) before the server's loop starts; the backlog is
+    # uvicorn's own default.
+    sock.listen(2048)
     return sock
 
 

@@ -1,0 +1,87 @@
+"""The replay server's loop cannot be starved: many idle connections, huge bodies, a folder being written.
+
+No test here asserts a duration (benchmarks/replay.py measures the schedule under each attack);
+each checks the mechanism instead: the server answers with more connections open than select()
+can watch, a body too costly to parse in the loop is parsed in another process, and a recording
+saved beside others makes the server read that file alone.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+from pathlib import Path
+
+import httpx2
+import pytest
+import streamscope.recording
+from streamscope.replay import ReplayServer
+from synthetic_recordings import CHAT_BODY, synthetic_chat_recording
+
+CHAT = "/chat/completions"
+IDLE = 1100  # select() cannot watch a descriptor numbered 1024 or more
+
+
+@pytest.fixture
+def descriptors():
+    """Room for IDLE connections at both ends (the server runs in this process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * IDLE + 512
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the open-file limit ({hard}) cannot hold {IDLE} connections at both ends")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_more_idle_connections_than_select_can_watch(descriptors) -> None:
+    # Issue 16: 1,100 idle connections killed it (ValueError: filedescriptor out of range in select()).
+    with ReplayServer(speed=0, recordings=[synthetic_chat_recording()]) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(IDLE)]
+        try:
+            with httpx2.Client(timeout=30) as http:
+                for _ in range(3):
+                    answer = http.post(srv.base_url + CHAT, json=CHAT_BODY)
+                    assert answer.status_code == 200 and answer.content.endswith(b"data: [DONE]\n\n")
+        finally:
+            for connection in idle:
+                connection.close()
+
+
+def test_saving_a_recording_reads_that_file_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 16: every save re-read the whole folder in the loop (about 1 s beside a 50 MB recording).
+    synthetic_chat_recording().save(tmp_path / "big.json")
+    read: list[str] = []
+    real_load = streamscope.recording.Recording.load.__func__
+
+    def counted(cls, path):
+        read.append(Path(path).name)
+        return real_load(cls, path)
+
+    monkeypatch.setattr(streamscope.recording.Recording, "load", classmethod(counted))
+    other = {**CHAT_BODY, "temperature": 0.5}
+    with ReplayServer(speed=0, recordings=tmp_path) as srv:
+        assert httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).status_code == 200
+        assert read == ["big.json"]
+        synthetic_chat_recording(name="new", body=other).save(tmp_path / "new.json")
+        assert httpx2.post(srv.base_url + CHAT, json=other).status_code == 200
+        assert httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).status_code == 200
+        assert read == ["big.json", "new.json"]
+        (tmp_path / "new.json").unlink()
+        assert httpx2.post(srv.base_url + CHAT, json=other).status_code == 404
+    assert read == ["big.json", "new.json"]
+
+
+def test_an_unchanged_folder_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synthetic_chat_recording().save(tmp_path / "a.json")
+    read: list[str] = []
+    real_load = streamscope.recording.Recording.load.__func__
+    monkeypatch.setattr(
+        streamscope.recording.Recording,
+        "load",
+        classmethod(lambda cls, path: read.append(Path(path).name) or real_load(cls, path)),
+    )
+    with ReplayServer(speed=0, recordings=tmp_path) as srv:
+        for _ in range(3):
+            assert httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).status_code == 200
+    assert read == ["a.json"]

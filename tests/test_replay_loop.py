@@ -8,6 +8,7 @@ saved beside others makes the server read that file alone.
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 import streamscope.recording
+import streamscope.replay
 from streamscope.replay import ReplayServer
 from synthetic_recordings import CHAT_BODY, synthetic_chat_recording
 
@@ -85,3 +87,50 @@ def test_an_unchanged_folder_is_not_read_again(tmp_path: Path, monkeypatch: pyte
         for _ in range(3):
             assert httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).status_code == 200
     assert read == ["a.json"]
+
+
+@pytest.fixture
+def parsed_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the bodies this process (the server's loop) parses; the worker's are not seen."""
+    sizes: list[int] = []
+    real = streamscope.replay._parse_body
+
+    def noted(raw: bytes, path: str):
+        sizes.append(len(raw))
+        return real(raw, path)
+
+    monkeypatch.setattr(streamscope.replay, "_parse_body", noted)
+    return sizes
+
+
+def test_a_costly_body_is_read_outside_the_loop(parsed_here: list[int]) -> None:
+    # Issue 16: 300,000 keys under the 4 MiB limit took seconds to answer, and every stream waited.
+    keys = ",".join(f'"k{i}":0' for i in range(300_000))
+    hostile = ('{"model":"gpt-test","messages":[],' + keys + "}").encode()
+    with ReplayServer(speed=0, recordings=[synthetic_chat_recording()]) as srv:
+        answer = httpx2.post(
+            srv.base_url + CHAT, content=hostile, headers={"content-type": "application/json"}, timeout=120
+        )
+        assert answer.status_code == 404
+        message = answer.json()["error"]["message"]
+        assert "'test-count-to-5'" in message and "python -m streamscope list" in message
+        assert httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).status_code == 200
+    assert parsed_here and max(parsed_here) < 65536
+
+
+def test_a_large_request_a_recording_answers_is_answered(parsed_here: list[int]) -> None:
+    body = {**CHAT_BODY, "messages": [{"role": "user", "content": "1, 2, 3, " * 20_000}]}
+    rec = synthetic_chat_recording(name="long-prompt", body=body)
+    with ReplayServer(speed=0, recordings=[rec, synthetic_chat_recording()]) as srv:
+        answer = httpx2.post(srv.base_url + CHAT, json=body, timeout=60)
+        assert answer.status_code == 200 and answer.content == rec.sse_bytes()
+        assert (
+            httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).content == synthetic_chat_recording().sse_bytes()
+        )
+    assert max(parsed_here) < 65536  # 180 kB of prompt: read in the worker
+
+
+def test_a_small_request_is_answered_in_the_loop(parsed_here: list[int]) -> None:
+    with ReplayServer(speed=0, recordings=[synthetic_chat_recording()]) as srv:
+        assert httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).status_code == 200
+    assert len(parsed_here) == 1 and parsed_here[0] < len(json.dumps(CHAT_BODY)) + 20

@@ -43,6 +43,9 @@ to knock it over:
   piece (memory stays flat; the client, still sending, reads the 413); a request whose
   head does not arrive within ``request_timeout`` (10 s) of its first byte, or whose
   body does not follow within as long, is a 408 and the connection closes;
+- a body costly to read (over 64 KiB, or of many values), and any request no recording
+  answers (the 404 compares it with every recording), is read and matched in a worker
+  process (``replay_worker``), so that no request holds the loop that paces the streams;
 - every body that is not a JSON object is a 400 saying why (not JSON, not UTF-8,
   nested too deeply, an integer over Python's 4300 digits, a lone surrogate);
   malformed HTTP is a 400 in the same shape; an error message quotes at most 80
@@ -91,6 +94,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
@@ -117,6 +121,7 @@ from .recording import (
     match_key,
     relevant_fields,
 )
+from .replay_worker import BodyWorker, cheap, light
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 SENT_LOG_PATH = "/streamscope/sent"
@@ -215,6 +220,7 @@ class RecordingIndex:
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._files: FileCache = {}
         self._entries: dict[str, _Entry] = {}
+        self.version = 0  # counts the readings of the folder that changed what is answered
         self._report = report
         self.problems: dict[str, str] = {}
         if source is None or isinstance(source, str | Path):
@@ -259,6 +265,7 @@ class RecordingIndex:
                 if self.problems.get(name) != problem:
                     self._report(problem)
             self._entries, self._signature, self.problems = entries, tuple(signature), problems
+            self.version += 1
 
     def recordings(self) -> list[Recording]:
         """The recordings answered, by name."""
@@ -267,6 +274,16 @@ class RecordingIndex:
     def entries(self) -> list[_Entry]:
         self._refresh()
         return list(self._entries.values())
+
+    def named(self, name: str) -> _Entry | None:
+        """The entry of the recording called ``name``, if it is still answered."""
+        return next((e for e in self.entries() if e.recording.name == name), None)
+
+    def requests(self) -> tuple[int, list[Recording], dict[str, str]]:
+        """What a body worker matches against: the version, the recordings' requests, the problems."""
+        self._refresh()
+        with self._lock:
+            return self.version, [light(e.recording) for e in self._entries.values()], dict(self.problems)
 
     def find(self, path: str, body: dict[str, Any]) -> _Entry | None:
         self._refresh()
@@ -610,6 +627,53 @@ def _parse_body(raw: bytes, path: str) -> dict[str, Any] | Response:
     return body
 
 
+def match_body(index: RecordingIndex, path: str, raw: bytes, *, hint: bool) -> _Entry | Response | None:
+    """The recording that answers ``POST path`` with body ``raw``, or the error that answers it.
+
+    With ``hint=False``, None where no recording answers (the 404 compares the body with every
+    recording: see ``replay_worker``).
+    """
+    body = _parse_body(raw, path)
+    if isinstance(body, Response):
+        return body
+    try:
+        entry = index.find(path, body)
+        if entry is None and hint:
+            return _unknown_request(index, path, body)
+    except RecursionError:  # read, but too deep to compare or quote
+        return _error(400, f"The body of POST {path} is nested too deeply.")
+    return entry
+
+
+async def _matched(index: RecordingIndex, worker: BodyWorker, path: str, raw: bytes) -> _Entry | Response:
+    """``match_body``, in the loop when the body is cheap to read and a recording answers it, else in
+    the body worker."""
+    found = match_body(index, path, raw, hint=False) if cheap(raw) else None
+    if found is not None:
+        return found
+    if worker.busy:
+        return _error(
+            503,
+            "The replay server is reading other large requests; send this one again later.",
+            kind="server_error",
+        )
+    try:
+        outcome = await worker.outcome(path, raw)
+    except BrokenProcessPool:
+        return _error(
+            500, f"The replay server's body reader stopped while reading POST {path}.", kind="server_error"
+        )
+    if isinstance(outcome, str):
+        entry = index.named(outcome)
+        if entry is not None:
+            return entry
+        return _error(
+            404, f"The recording {outcome!r} that answers this request was just removed. {_HOW_TO_LIST}"
+        )
+    status, content, headers = outcome
+    return Response(content, status_code=status, headers=dict(headers))
+
+
 def create_app(
     index: RecordingIndex,
     speed: float,
@@ -619,6 +683,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI application: the three endpoints, answered from ``index`` at ``speed``, and the sent log."""
     stats = stats or _Stats()
+    worker = BodyWorker(index)
 
     async def answer(request: Request) -> Response:
         start = request.scope.get(ARRIVAL_KEY) or asyncio.get_running_loop().time()
@@ -634,9 +699,6 @@ def create_app(
         raw = await _read_body(request, start + request_timeout)
         if isinstance(raw, Response):
             return raw
-        body = _parse_body(raw, path)
-        if isinstance(body, Response):
-            return body
         try:
             pace = check_speed(request.headers.get(SPEED_HEADER, speed))
         except BackendError as exc:
@@ -646,12 +708,9 @@ def create_app(
         except ValueError as exc:
             grammar = "cut-after=N, error-after=N, stall=S, stall-after=N (comma-separated; N counts events)"
             return _error(400, f"Header {FAULT_HEADER}: {exc}. It takes {grammar}.")
-        try:
-            entry = index.find(path, body)
-            if entry is None:
-                return _unknown_request(index, path, body)
-        except RecursionError:  # read, but too deep to compare or quote
-            return _error(400, f"The body of POST {path} is nested too deeply.")
+        entry = await _matched(index, worker, path, raw)
+        if isinstance(entry, Response):
+            return entry
         rec = stats.last_served = entry.recording
         if fault is not None and not rec.streamed:
             return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
@@ -702,6 +761,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.stats = stats
+    app.state.worker = worker  # closed by ReplayServer.stop
     return app
 
 
@@ -865,6 +925,7 @@ class ReplayServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
+        self._app: Starlette | None = None
 
     @property
     def base_url(self) -> str:
@@ -887,8 +948,9 @@ class ReplayServer:
         return self.stats.sent_log()
 
     def _uvicorn(self) -> uvicorn.Server:
+        self._app = create_app(self.index, self.speed, self.stats, request_timeout=self.request_timeout)
         config = uvicorn.Config(
-            create_app(self.index, self.speed, self.stats, request_timeout=self.request_timeout),
+            self._app,
             http=functools.partial(_ReplayProtocol, request_timeout=self.request_timeout),  # type: ignore[arg-type]
             lifespan="off",
             log_config=None,  # leave the host process's logging alone
@@ -927,8 +989,12 @@ class ReplayServer:
     def serve(self) -> None:
         """Serve in this thread until Ctrl-C (``python -m streamscope serve``)."""
         sock = self._take_socket()
-        with contextlib.suppress(KeyboardInterrupt):
-            _run(self._uvicorn(), sock)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                _run(self._uvicorn(), sock)
+        finally:
+            if self._app is not None:
+                self._app.state.worker.close(wait=True)
 
     @property
     def loopback(self) -> bool:
@@ -947,6 +1013,8 @@ class ReplayServer:
         self._server.should_exit = True
         self._thread.join(timeout=5)
         self._server = self._thread = None
+        if self._app is not None:
+            self._app.state.worker.close()
 
     def __enter__(self) -> ReplayServer:
         return self.start() if self._thread is None else self

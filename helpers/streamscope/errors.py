@@ -17,6 +17,14 @@ class StreamscopeError(Exception):
     """Something streamscope was asked to do cannot be done; the message says why."""
 
 
+class OneLineInNotebooks:
+    """Mixin for an exception a notebook user meets first-hand: shown as its one line."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook: a notebook shows this one line, not the frames that led here.
+        return [f"{type(self).__name__}: {self}"]
+
+
 class BackendError(StreamscopeError, ValueError):
     """A backend setting (the backend, its API key, the replay speed) cannot be used as it is."""
 
@@ -41,9 +49,5 @@ class TokenizerUnavailable(StreamscopeError, LookupError):
     """No tiktoken encoding can be loaded for this model or name without a download."""
 
 
-class LocalServerError(StreamscopeError, RuntimeError):
+class LocalServerError(OneLineInNotebooks, StreamscopeError, RuntimeError):
     """The local server cannot run; the message names the command that fixes it, in one line."""
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython's hook: a notebook shows this one line, not the frames that led here.
-        return [f"{type(self).__name__}: {self}"]

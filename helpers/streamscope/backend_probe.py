@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 import openai
 
-from .errors import BackendError, OneLineInNotebooks, StreamscopeError
+from .errors import BackendError, StreamscopeError
 
 PROBE_TIMEOUT_S = 2.0
 _ANSWER_EXCERPT_CHARS = 60
@@ -30,11 +30,11 @@ _FIX = (
 _answered: set[str] = set()
 
 
-class BackendUnreachable(OneLineInNotebooks, StreamscopeError, openai.APIConnectionError):
+class BackendUnreachable(StreamscopeError, openai.APIConnectionError):
     """Nothing answers at the backend's URL. The SDK's ``APIConnectionError`` is the ``__cause__``."""
 
 
-class BackendAnswerError(OneLineInNotebooks, BackendError):
+class BackendAnswerError(BackendError):
     """The backend answered, but not as an OpenAI-compatible API does (a web page, plain text)."""
 
 

@@ -66,8 +66,9 @@ WAYS = ("chart off", "chart on", "chart on, 5 ms switch interval")
 _LOGGING_SERVER = """
 import json, sys, time
 from streamscope import replay
+from streamscope.replay import sending
 
-paced = replay._paced_events
+paced = sending._paced_events
 
 async def logged(*args, **kwargs):
     sends = []
@@ -78,7 +79,7 @@ async def logged(*args, **kwargs):
     finally:
         print("SENDS " + json.dumps(sends), flush=True)
 
-replay._paced_events = logged
+sending._paced_events = logged
 server = replay.ReplayServer(speed=1.0).start()
 print("URL " + server.base_url, flush=True)
 sys.stdin.read()  # serve until the benchmark closes stdin
@@ -163,7 +164,7 @@ def _wakeup_latencies_ms(switch_interval: float | None, pings: int = 400) -> lis
 def _report_wakeups() -> None:
     print("wake-up latency of a socket-blocked thread, bytes sent every 7 ms by another process:")
     print(f"  {'':44} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    from streamscope.timing import READER_SWITCH_INTERVAL_S
+    from streamscope.reader import READER_SWITCH_INTERVAL_S
 
     for label, interval in (
         ("main thread idle", None),
@@ -183,7 +184,7 @@ def _report_wakeups() -> None:
 
 def _replayed_offsets(create: Any, way: str) -> tuple[list[float], dict[str, Any]]:
     """One replay of the stream timed one way: the chunk offsets and what the chart did."""
-    from streamscope import charts, timing
+    from streamscope import charts, reader
     from streamscope.timing import StreamTimer
 
     if way == "chart off":
@@ -203,13 +204,13 @@ def _replayed_offsets(create: Any, way: str) -> tuple[list[float], dict[str, Any
     chart.update = timed_draw
     if "ipykernel" in sys.modules:
         chart.display()  # as a notebook does; outside a kernel there is nothing to display to
-    default_interval = timing.READER_SWITCH_INTERVAL_S
+    default_interval = reader.READER_SWITCH_INTERVAL_S
     if way == "chart on, 5 ms switch interval":
-        timing.READER_SWITCH_INTERVAL_S = sys.getswitchinterval()
+        reader.READER_SWITCH_INTERVAL_S = sys.getswitchinterval()
     try:
         timeline = chart.run(create)
     finally:
-        timing.READER_SWITCH_INTERVAL_S = default_interval
+        reader.READER_SWITCH_INTERVAL_S = default_interval
     return timeline.offsets, {"updates": chart.updates, "draw_ms": [1000 * s for s in draw_seconds]}
 
 

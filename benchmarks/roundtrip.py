@@ -37,9 +37,11 @@ import time
 
 # benchmarks/replay.py: its percentile, priority, warm-up header, server launcher and free-port helper.
 from replay import WARM, _free_port, p99, raise_priority, start_server, timer_floor
+from streamscope.backends.local import CHAT_MODEL
+from streamscope.backends.registry import shared_local_server
 from streamscope.errors import LocalServerError, RecordError
-from streamscope.local import CHAT_MODEL, shared_local_server
-from streamscope.recorder import EventSplitter, record
+from streamscope.recorder import record
+from streamscope.sse import EventSplitter
 
 TARGET_P99_MS = 1.0
 BODY = {

@@ -2,11 +2,14 @@
 
 ``conftest.py`` turns them into fixtures that skip where ``../shared`` is absent; test modules
 that need a path or a stream's events at collection time import them from here.
+``STREAMSCOPE_SHARED`` names another folder in its place (``.ci/run`` points it at an empty one to
+prove that every test needing ``../shared`` skips without it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import pytest
 from streamscope.assemble import Assembler
 from streamscope.sse import SSEDecoder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("STREAMSCOPE_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 SEED = SHARED / "seed" / "how_to_stream_completions.txt"
 CORPUS = SHARED / "conformance" / "openai-streams"
 COMPAT = SHARED / "conformance" / "compat-streams"

@@ -8,7 +8,9 @@ import httpx2
 import openai
 import pytest
 import streamscope
-from streamscope.backend import PLACEHOLDER_KEY, BackendError, shared_replay_server
+from streamscope.backends.registry import shared_replay_server
+from streamscope.backends.switch import PLACEHOLDER_KEY
+from streamscope.errors import BackendError
 from streamscope.recording import Recording, iter_recordings
 from streamscope.replay import SPEED_HEADER
 

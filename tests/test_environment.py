@@ -189,7 +189,7 @@ def test_binder_badge_names_the_project_repository():
 
 
 # A module that serves an optional extra may import what that extra brings.
-EXTRA_OF_MODULE = {"local.py": "local"}
+EXTRA_OF_MODULE = {"backends/local/child.py": "local"}
 # Where an extra is not installed, its import names cannot be looked up: the ones that differ
 # from their distribution's name.
 DISTRIBUTION_OF_IMPORT = {"llama_cpp": ["llama-cpp-python"]}
@@ -199,8 +199,10 @@ def test_every_package_the_helpers_import_is_declared():
     """A third-party module the package imports must come from a distribution pyproject.toml declares."""
     distributions = {**DISTRIBUTION_OF_IMPORT, **packages_distributions()}
     undeclared: dict[str, object] = {}
-    for path in (ROOT / "helpers" / "streamscope").rglob("*.py"):
-        extras = [EXTRA_OF_MODULE[path.name]] if path.name in EXTRA_OF_MODULE else []
+    package = ROOT / "helpers" / "streamscope"
+    for path in package.rglob("*.py"):
+        name = path.relative_to(package).as_posix()
+        extras = [EXTRA_OF_MODULE[name]] if name in EXTRA_OF_MODULE else []
         declared = {canonicalize_name(r.name) for r in _requirements(*extras)}
         imported: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -210,7 +212,7 @@ def test_every_package_the_helpers_import_is_declared():
                 imported.add(node.module.split(".")[0])
         third_party = imported - set(sys.stdlib_module_names) - {"streamscope", "__future__"}
         undeclared |= {
-            f"{path.name}: {module}": distributions.get(module)
+            f"{name}: {module}": distributions.get(module)
             for module in third_party
             if not {canonicalize_name(d) for d in distributions.get(module, [module])} & declared
         }

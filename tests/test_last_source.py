@@ -3,7 +3,7 @@
 import asyncio
 
 import streamscope
-from streamscope.backend import last_source
+from streamscope.backends.provenance import last_source
 
 COUNT = [
     {

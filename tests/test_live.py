@@ -263,10 +263,10 @@ def test_baseline_without_a_token_count_is_a_line_at_its_moment():
 
 def test_preload_makes_the_figure_the_next_chart_uses():
     preload()
-    spare = charts._SPARE_FIGURES[-1]
+    spare = charts._base._SPARE_FIGURES[-1]
     chart = _chart()
     assert chart.figure is spare
-    assert not charts._SPARE_FIGURES
+    assert not charts._base._SPARE_FIGURES
     assert _chart().figure is not spare  # with no spare left, a chart makes its own
     chart.run(lambda: chunk_source())
     assert list(chart.figure.data[0].y) == list(range(1, len(PIECES) + 1))

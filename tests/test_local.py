@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 import streamscope
-from streamscope import local
-from streamscope.backend import BackendError
+from streamscope.backends import local, registry, switch
+from streamscope.backends.local import models as local_models
+from streamscope.backends.local import server as local_server
+from streamscope.errors import BackendError
 
 
 @pytest.fixture(autouse=True)
@@ -45,10 +47,16 @@ class _Server:
     def load(self, alias: str) -> None:
         self.loaded.append(alias)
 
+    def stop(self) -> None:
+        pass
 
-def test_model_on_local_names_and_loads_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_model_on_local_names_and_loads_the_model(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     server = _Server()
-    monkeypatch.setattr(local, "shared_local_server", lambda: server)
+    registry.use("local", server)
+    request.addfinalizer(lambda: registry.reset("local"))
     monkeypatch.setenv("STREAMSCOPE_BACKEND", "local")
     assert streamscope.model("gpt-3.5-turbo", live="gpt-4o-mini") == local.CHAT_MODEL
     assert streamscope.model("text-davinci-002", live="gpt-3.5-turbo-instruct") == local.COMPLETION_MODEL
@@ -64,8 +72,10 @@ def test_published_model_constants_are_consistent() -> None:
 
 
 def test_missing_extra_names_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = local.importlib.util.find_spec
-    monkeypatch.setattr(local.importlib.util, "find_spec", lambda n: None if n == "llama_cpp" else real(n))
+    find_spec = local_server.importlib.util.find_spec
+    monkeypatch.setattr(
+        local_server.importlib.util, "find_spec", lambda n: None if n == "llama_cpp" else find_spec(n)
+    )
     with pytest.raises(local.LocalServerError, match=r"\(missing: llama_cpp\b.*\): run make local"):
         local.server_version()
 
@@ -93,16 +103,16 @@ def test_busy_port_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         taken.listen()
         monkeypatch.setenv(local.PORT_ENV, str(taken.getsockname()[1]))
         with pytest.raises(local.LocalServerError, match=f"port {taken.getsockname()[1]} .* is busy"):
-            local._port()
+            local_server._port()
     monkeypatch.setenv(local.PORT_ENV, "eighty")
     with pytest.raises(local.LocalServerError, match="not a port number"):
-        local._port()
+        local_server._port()
 
 
 def test_backend_setting_names_local() -> None:
-    assert streamscope.backend.resolve("local") == ("local", None)
+    assert switch.resolve("local") == ("local", None)
     with pytest.raises(BackendError, match='"local" \\(a model on this CPU\\)'):
-        streamscope.backend.resolve("nowhere")
+        switch.resolve("nowhere")
 
 
 @needs_server
@@ -114,7 +124,7 @@ def test_server_dies_at_start_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_p
         path = tmp_path / "models" / model.file_name
         with path.open("wb") as f:
             f.truncate(model.size)
-        local._stamp(path).write_text(
+        local_models._stamp(path).write_text(
             json.dumps({"sha256": model.sha256, "mtime_ns": path.stat().st_mtime_ns})
         )
     with pytest.raises(local.LocalServerError) as caught:
@@ -143,7 +153,7 @@ def test_server_answers_and_stops() -> None:
 _PARENT = textwrap.dedent(
     """
     import time
-    from streamscope.local import shared_local_server
+    from streamscope.backends.registry import shared_local_server
     server = shared_local_server()
     print(server.process.pid, flush=True)
     time.sleep(600)

@@ -12,8 +12,8 @@ import json
 import math
 
 import pytest
-from streamscope import local
 from streamscope.assemble import assemble_sse
+from streamscope.backends import local
 from streamscope.recording import Recording, iter_recordings, load_recording
 from streamscope.timing import CONVENTIONS, Timeline
 

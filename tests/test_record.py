@@ -9,9 +9,10 @@ import httpx2
 import pytest
 from streamscope.cli import main
 from streamscope.errors import BackendError
-from streamscope.recorder import SCRUBBED, EventSplitter, record
+from streamscope.recorder import SCRUBBED, record
 from streamscope.recording import Recording
 from streamscope.replay import ReplayServer
+from streamscope.sse import EventSplitter
 from synthetic_recordings import CHAT_BODY, PROMPT, synthetic_chat_recording, synthetic_completion_recording
 
 CANARY = "sk-canary-5f1e0c9a7b3d4e2f"

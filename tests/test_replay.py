@@ -23,16 +23,10 @@ import httpx2
 import openai
 import pytest
 from streamscope.recording import Event, Recording
-from streamscope.replay import (
-    ARRIVAL_KEY,
-    SPEED_HEADER,
-    RecordingIndex,
-    ReplayServer,
-    _Entry,
-    _paced_events,
-    _Stats,
-    create_app,
-)
+from streamscope.replay import SPEED_HEADER, RecordingIndex, ReplayServer, create_app
+from streamscope.replay.contract import ARRIVAL_KEY
+from streamscope.replay.index import _Entry
+from streamscope.replay.sending import _paced_events, _Stats
 from synthetic_recordings import (
     CHAT_BODY,
     PROMPT,

@@ -1,4 +1,4 @@
-"""Static images of the charts (streamscope.static_charts), for readers whose front end cannot show widgets.
+"""Static images of the charts (streamscope.charts.static), for readers whose front end cannot show widgets.
 
 The images are decoded with matplotlib's own PNG reader and looked at: a chart whose data went
 missing would still decode, so the checks look for the streamed curve's colour.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from streamscope import charts
 from streamscope.charts import LiveChart, itl_histogram
-from streamscope.static_charts import histogram_png, image_bundle, png_size, timeline_png
+from streamscope.charts.static import histogram_png, image_bundle, png_size, timeline_png
 from synthetic_streams import PIECES, chunk_source
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -13,18 +13,20 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; resolved on first attribute access.
 _LAZY = {
-    "client": "backend",
-    "async_client": "backend",
-    "active_backend": "backend",
-    "last_source": "backend",
-    "source_of": "backend",
-    "sent_log": "backend",
-    "sent_log_line": "backend",
-    "model": "backend",
-    "prompt": "backend",
+    "client": "backends.switch",
+    "async_client": "backends.switch",
+    "active_backend": "backends.switch",
+    "model": "backends.switch",
+    "prompt": "backends.switch",
+    "last_source": "backends.provenance",
+    "source_of": "backends.provenance",
+    "sent_log": "backends.provenance",
+    "sent_log_line": "backends.provenance",
     "Recording": "recording",
     "load_recording": "recording",
 }
+
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

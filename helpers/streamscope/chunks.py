@@ -21,6 +21,22 @@ from typing import Any
 
 from .sse import ServerSentEvent, SSEDecoder
 
+__all__ = [
+    "DONE",
+    "RESPONSE_LIFECYCLE_EVENTS",
+    "RESPONSE_STARTED_EVENTS",
+    "RESPONSE_TERMINAL_EVENTS",
+    "NotJSON",
+    "field",
+    "fields",
+    "model_of",
+    "plain",
+    "sse_payloads",
+    "text_and_output",
+    "tool_arguments",
+    "usage_output_tokens",
+]
+
 DONE = "[DONE]"
 """The data of the event that ends a chat or completions stream."""
 

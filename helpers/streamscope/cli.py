@@ -21,6 +21,21 @@ from typing import Any
 
 from .errors import StreamscopeError
 
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_CANNOT_WRITE",
+    "EXIT_COMPLETE",
+    "EXIT_ERROR",
+    "EXIT_INCOMPLETE",
+    "build_parser",
+    "cli_assemble",
+    "cli_list",
+    "cli_models",
+    "cli_record",
+    "cli_serve",
+    "main",
+]
+
 # ``assemble`` exit status: the stream is complete; the input is not an SSE stream of JSON events
 # (or cannot be read); the stream ended early; it carried an error (in the last two the partial object
 # is still printed); the result could not be written (stdout closed, or its reader went away).
@@ -136,7 +151,7 @@ def _body_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli_models(args: argparse.Namespace) -> int:
     """``python -m streamscope models``: download and check the local backend's models, once."""
-    from .local import LocalServerError, fetch_models
+    from .backends.local import LocalServerError, fetch_models
 
     try:
         fetch_models()

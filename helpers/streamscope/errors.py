@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+__all__ = [
+    "BackendError",
+    "LocalServerError",
+    "RecordError",
+    "RecordingError",
+    "StreamFormatError",
+    "StreamscopeError",
+    "TokenizerUnavailable",
+]
+
 if TYPE_CHECKING:
     from .assemble import AssembleResult
 

@@ -16,6 +16,13 @@ import re
 import sys
 from typing import Any
 
+__all__ = [
+    "INDENTED_DEPTH",
+    "PIECE",
+    "discard_stdout",
+    "write_json",
+]
+
 PIECE = 1 << 16  # bytes read, and written, at a time
 # The indenting encoder is json's pure-Python one: a Python frame per level of nesting.
 INDENTED_DEPTH = 100

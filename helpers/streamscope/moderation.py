@@ -22,6 +22,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = [
+    "Check",
+    "Checker",
+    "ModeratedStream",
+    "OpenAIModeration",
+    "PhraseChecker",
+    "Verdict",
+    "check_each_piece",
+]
+
 _SENTENCE_END = re.compile(r"[.!?]\s*$")
 
 

@@ -2,7 +2,7 @@
 
 ``record(path, body, name=...)`` (or ``python -m streamscope record``, see ``streamscope.cli``) sends ``body``
 to ``path`` on a live backend (``openai`` or the base URL of any OpenAI-compatible
-server; see ``streamscope.backend``), streams the response, and writes
+server; see ``streamscope.backends.switch``), streams the response, and writes
 ``NAME.json`` in the recording format (``streamscope.recording``). What the recorder
 cannot see from the wire (the server's version, the model file and its sha256, the CPU, the
 threads, what the server does differently) is given by the caller: ``source``, ``server``,
@@ -43,10 +43,19 @@ import httpx2
 
 from . import __version__
 from .assemble import assemble_sse
-from .backend import active_backend, api_key_for, resolve
+from .backends.registry import shared_local_server
+from .backends.switch import active_backend, api_key_for, resolve
 from .chunks import model_of, sse_payloads
 from .errors import BackendError, RecordError, RecordingError, StreamFormatError
-from .recording import Event, Incomplete, Recording, api_path
+from .recording import Event, Incomplete, Recording, api_path, event_bytes
+from .sse import EventSplitter
+
+__all__ = [
+    "KEPT_RESPONSE_HEADERS",
+    "SCRUBBED",
+    "kept_headers",
+    "record",
+]
 
 SCRUBBED = "[scrubbed]"
 KEPT_RESPONSE_HEADERS = frozenset(
@@ -64,8 +73,6 @@ KEPT_RESPONSE_HEADERS = frozenset(
     }
 )
 _SECRET_HEADER_WORDS = ("key", "token", "secret", "auth", "cookie", "organization", "project")
-# An SSE event ends with a blank line; lines end in CRLF, LF or CR.
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -76,28 +83,6 @@ def kept_headers(headers: httpx2.Headers, secret: str = "") -> dict[str, str]:
         for name, value in ((k.lower(), v) for k, v in headers.items())
         if name in KEPT_RESPONSE_HEADERS and not any(word in name for word in _SECRET_HEADER_WORDS)
     }
-
-
-@dataclass
-class EventSplitter:
-    """Cuts a byte stream into raw SSE events (each with its blank line) as pieces arrive.
-
-    ``sse.SSEDecoder`` turns events into their fields; a recording keeps each event's
-    text exactly as sent, so here we only need where each one ends.
-    """
-
-    buffer: bytes = b""
-
-    def feed(self, piece: bytes) -> list[bytes]:
-        # Look again from a little before the old end: a terminator may straddle two reads.
-        start = max(0, len(self.buffer) - 3)
-        self.buffer += piece
-        events = []
-        while match := _EVENT_END.search(self.buffer, start):
-            events.append(self.buffer[: match.end()])
-            self.buffer = self.buffer[match.end() :]
-            start = 0
-        return events
 
 
 def _scrub(text: str, secret: str) -> str:
@@ -111,7 +96,7 @@ def _event(raw: bytes, arrived: float, api_key: str) -> Event:
 
 def _model_of(events: list[Event]) -> str | None:
     """The model the server says answered: from the first chunk (or Responses event) naming one."""
-    for _, chunks in sse_payloads(event.raw.encode() for event in events):
+    for _, chunks in sse_payloads(event_bytes(events)):
         for chunk in chunks:
             # [DONE], or whatever else a server sent, names none: the recording keeps it as it came.
             if isinstance(chunk, dict) and (model := model_of(chunk)):
@@ -167,7 +152,7 @@ def _incomplete(exchange: _Exchange) -> Incomplete | None:
     if exchange.events is None:
         return None
     try:
-        result = assemble_sse(b"".join(e.raw.encode() for e in exchange.events))
+        result = assemble_sse(b"".join(event_bytes(exchange.events)))
     except StreamFormatError:
         return None  # not a stream of OpenAI events: nothing to judge it by
     return None if result.complete else Incomplete(result.reason or "incomplete", ended, dropped=False)
@@ -224,8 +209,6 @@ def record(
             "base URL of an OpenAI-compatible server (or set STREAMSCOPE_BACKEND)"
         )
     if kind == "local":
-        from .local import shared_local_server
-
         base_url = active_backend(backend).base_url
         # Recorded with the model in memory, as a running server has it, not timed with its loading.
         shared_local_server().load(str(body.get("model", "")))

@@ -45,13 +45,30 @@ RecordingError naming the file and the field.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RecordingError
 from .recording_schema import FORMAT_VERSION, first_problem
+
+__all__ = [
+    "FORMAT_VERSION",
+    "IGNORED_REQUEST_FIELDS",
+    "RECORDINGS_DIR",
+    "Event",
+    "Incomplete",
+    "Recording",
+    "api_path",
+    "event_bytes",
+    "iter_recordings",
+    "load_folder",
+    "load_recording",
+    "match_key",
+    "relevant_fields",
+    "without_duplicates",
+]
 
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 
@@ -69,6 +86,11 @@ class Event:
 
     t: float
     raw: str
+
+
+def event_bytes(events: Iterable[Event] | None) -> list[bytes]:
+    """Each event's text as the bytes that went over the wire."""
+    return [event.raw.encode() for event in events or ()]
 
 
 @dataclass(frozen=True)
@@ -118,7 +140,7 @@ class Recording:
         """The whole streamed response body, as the server sent it."""
         if self.events is None:
             raise RecordingError(f"{self.name} is not a streamed response")
-        return "".join(e.raw for e in self.events).encode()
+        return b"".join(event_bytes(self.events))
 
     # --- serialisation ---------------------------------------------------
 
@@ -231,19 +253,16 @@ def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recordin
 
 
 # What reading one file gave, kept by ``load_folder``'s callers: its (mtime_ns, size) then, and the
-# recording with its match key, or why it cannot be used.
-FileCache = dict[str, tuple[tuple[int, int], "tuple[Recording, str] | str"]]
+# recording, or why it cannot be used.
+FileCache = dict[str, tuple[tuple[int, int], "Recording | str"]]
 
 
-def _read_file(path: Path) -> tuple[Recording, str] | str:
-    """The recording in ``path`` and its match key, or why it cannot be used."""
+def _read_file(path: Path) -> Recording | str:
+    """The recording in ``path``, or why it cannot be used."""
     try:
-        rec = Recording.load(path)
-        return rec, rec.match_key()
+        return Recording.load(path)
     except RecordingError as exc:
         return str(exc)
-    except RecursionError:  # a request body that loads but is too deep to compare
-        return f"{path}: request.body is nested too deeply to compare"
 
 
 def load_folder(
@@ -258,10 +277,8 @@ def load_folder(
     time and size are those of the last reading is not read again: a server that re-reads its
     folder when a file is saved reads only that file, however large the others are.
     """
-    recordings: list[Recording] = []
+    loaded: list[tuple[str, Recording]] = []
     skipped: dict[str, str] = {}
-    names: dict[str, str] = {}
-    keys: dict[str, str] = {}
     seen: set[str] = set()
     for path in sorted(Path(directory).glob("*.json")):
         try:
@@ -276,19 +293,38 @@ def load_folder(
             seen.add(path.name)
         if isinstance(outcome, str):
             skipped[path.name] = outcome
-            continue
-        rec, key = outcome
-        if rec.name in names:
-            skipped[path.name] = f"{path}: has the name {rec.name!r}, as {names[rec.name]} has"
-        elif key in keys:
-            skipped[path.name] = f"{path}: answers the same request as {keys[key]}"
         else:
-            names[rec.name] = keys[key] = path.name
-            recordings.append(rec)
+            loaded.append((path.name, outcome))
     if cache is not None:
         for gone in set(cache) - seen:
             del cache[gone]
+    recordings, duplicates = without_duplicates(loaded)
+    skipped.update((name, f"{Path(directory) / name}: {why}") for name, why in duplicates.items())
     return recordings, skipped
+
+
+def without_duplicates(named: Iterable[tuple[str, Recording]]) -> tuple[list[Recording], dict[str, str]]:
+    """The one rule for duplicates: a recording with the name of, or answering the same request as,
+    one before it is left out. Returns those kept, and why each other one (by its file name) was not.
+    """
+    kept: list[Recording] = []
+    skipped: dict[str, str] = {}
+    names: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    for file_name, rec in named:
+        try:
+            key = rec.match_key()
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            skipped[file_name] = f"not a usable recording ({type(exc).__name__}: {exc})"
+            continue
+        if rec.name in names:
+            skipped[file_name] = f"has the name {rec.name!r}, as {names[rec.name]} has"
+        elif key in keys:
+            skipped[file_name] = f"answers the same request as {keys[key]}"
+        else:
+            names[rec.name] = keys[key] = file_name
+            kept.append(rec)
+    return kept, skipped
 
 
 def load_recording(name: str, directory: str | Path = RECORDINGS_DIR) -> Recording:

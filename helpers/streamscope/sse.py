@@ -1,4 +1,4 @@
-"""An incremental Server-Sent Events decoder, following the WHATWG event-stream rules.
+"""Server-Sent Events, read incrementally: whole raw events, or their fields (WHATWG's rules).
 
 Feed it the response body in whatever pieces the network delivers; it returns each
 event as soon as the blank line that ends it has arrived::
@@ -27,13 +27,26 @@ can tell it apart because it comes from ``close()``.
 Why our own code rather than a library: ``httpx-sse`` imports httpx, and the openai
 SDK's decoder imports openai; the ``assemble`` command must start without either.
 This is the whole algorithm in about a hundred lines, with no imports.
+
+:class:`EventSplitter` cuts the same bytes into raw events instead (each with its blank line,
+exactly as sent): what a recording keeps.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import NamedTuple
 
+__all__ = [
+    "EventSplitter",
+    "SSEDecoder",
+    "ServerSentEvent",
+]
+
 _BOM = b"\xef\xbb\xbf"
+# An SSE event ends with a blank line; lines end in CRLF, LF or CR.
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 class ServerSentEvent(NamedTuple):
@@ -127,3 +140,25 @@ class SSEDecoder:
                 self._last_id = value.decode("utf-8", "replace")
         elif name == b"retry" and value.isdigit():
             self._retry = int(value)
+
+
+@dataclass
+class EventSplitter:
+    """Cuts a byte stream into raw SSE events (each with its blank line) as pieces arrive.
+
+    ``sse.SSEDecoder`` turns events into their fields; a recording keeps each event's
+    text exactly as sent, so here we only need where each one ends.
+    """
+
+    buffer: bytes = b""
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        # Look again from a little before the old end: a terminator may straddle two reads.
+        start = max(0, len(self.buffer) - 3)
+        self.buffer += piece
+        events = []
+        while match := _EVENT_END.search(self.buffer, start):
+            events.append(self.buffer[: match.end()])
+            self.buffer = self.buffer[match.end() :]
+            start = 0
+        return events

@@ -4,8 +4,8 @@
 every chunk, its arrival offset on a monotonic clock (``time.perf_counter``) from the moment
 the request was sent; it touches nothing else, so watching costs well under a microsecond
 per chunk. The result is a :class:`Timeline`, which can also be rebuilt from a recording.
-:class:`StreamReader` runs a :class:`StreamTimer` off the caller's thread (or in a task), so
-that the caller can draw what arrived while the stream goes on.
+:class:`~streamscope.reader.StreamReader` runs a :class:`StreamTimer` off the caller's thread (or in
+a task), so that the caller can draw what arrived while the stream goes on.
 
 The benchmark tools disagree on what "time to first token" and "inter-token latency" mean,
 so :meth:`Timeline.metrics` computes them under a named convention (see :data:`CONVENTIONS`):
@@ -20,23 +20,18 @@ over, after it has parsed it: that is when user code can show it.
 
 from __future__ import annotations
 
-import inspect
-import sys
-import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .chunks import DONE, NotJSON, model_of, sse_payloads, text_and_output, usage_output_tokens
 from .errors import RecordingError
+from .recording import Recording, event_bytes
 
-if TYPE_CHECKING:
-    from .recording import Recording
-
-__all__ = ["CONVENTIONS", "Convention", "LatencyMetrics", "StreamReader", "StreamTimer", "Timeline"]
+__all__ = ["CONVENTIONS", "Convention", "LatencyMetrics", "StreamTimer", "Timeline"]
 
 T = TypeVar("T")
 
@@ -177,7 +172,7 @@ class Timeline:
             raise RecordingError(f"recording {recording.name} is not a streamed response")
         offsets: list[float] = []
         chunks: list[Any] = []
-        for index, payloads in sse_payloads(event.raw.encode() for event in events):
+        for index, payloads in sse_payloads(event_bytes(events)):
             t = events[index].t  # index -1: a last event the recording cut short
             for payload in payloads:
                 if payload is DONE:
@@ -275,122 +270,6 @@ class StreamTimer:
             self._error = f"{type(exc).__name__}: {exc}"
             raise
         self._end = clock() - start
-
-
-# While the caller of a StreamReader computes (a chart's redraw) it holds the GIL; the reader, woken
-# by the socket, then waits for it, and CPython only forces a hand-over after the switch interval
-# (5 ms by default). The reader lowers the interval while it runs, so that a chunk's timestamp
-# waits at most about this long, and restores it after. Measured (benchmarks/live_chart.py) with
-# redraws nonstop: a thread blocked on a socket woke 5.4 ms late (p50) at 5 ms, 0.9 ms at 0.5 ms.
-READER_SWITCH_INTERVAL_S = 0.0005
-
-
-class StreamReader:
-    """Reads one stream in a background thread (or a task), timestamping it with a :class:`StreamTimer`.
-
-    ``factory`` creates the stream (it sends the request): the clock starts right before it is
-    called, so the time to the first chunk includes sending the request. The reader only iterates
-    the stream through the timer; the caller takes what arrived with :meth:`since`, meanwhile.
-    An error in the stream is kept in :attr:`error` for the caller to re-raise.
-    """
-
-    def __init__(self) -> None:
-        self.timer = StreamTimer()
-        self.stream: Any = None  # what factory() made, once made (the SDK's stream: its response headers)
-        self.error: BaseException | None = None
-        self._finished = threading.Event()
-        self._stop = False
-        self._thread: threading.Thread | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self._finished.is_set()
-
-    @property
-    def arrived(self) -> int:
-        """How many chunks have arrived so far."""
-        return self.timer.arrived
-
-    def since(self, index: int) -> Timeline:
-        """The chunks that arrived from ``index`` on."""
-        return self.timer.since(index)
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the stream to end; True once it has."""
-        return self._finished.wait(timeout)
-
-    def wait_for_a_lull(self, quiet: float, timeout: float) -> None:
-        """Wait until no chunk has arrived for ``quiet`` seconds (at most ``timeout``).
-
-        Chunks often come in bursts (several in one network read), which the reader parses one
-        after another; work started in the middle would take the CPU from it and delay the rest
-        of the burst's timestamps.
-        """
-        deadline = time.perf_counter() + timeout
-        seen = self.arrived
-        while not self._finished.wait(quiet) and time.perf_counter() < deadline:
-            arrived = self.arrived
-            if arrived == seen:
-                return
-            seen = arrived
-
-    def start(self, factory: Callable[[], Any]) -> StreamReader:
-        """Read the stream ``factory()`` creates in a daemon thread, the switch interval lowered meanwhile."""
-        if self._thread is not None:
-            raise RuntimeError("a StreamReader reads one stream")
-        self._thread = threading.Thread(
-            target=self._read, args=(factory, sys.getswitchinterval()), name="streamscope-reader", daemon=True
-        )
-        sys.setswitchinterval(min(sys.getswitchinterval(), READER_SWITCH_INTERVAL_S))
-        self._thread.start()
-        return self
-
-    def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-
-    def stop(self) -> None:
-        """Close the stream at its next chunk; what arrived is kept."""
-        self._stop = True
-
-    def _read(self, factory: Callable[[], Any], switch_interval: float) -> None:
-        try:
-            self.timer.start()
-            stream = self.stream = factory()
-            for _ in self.timer.track(stream):
-                if self._stop:
-                    _close(stream)
-                    break
-        except BaseException as exc:  # re-raised by the caller, in its thread
-            self.error = exc
-        finally:
-            sys.setswitchinterval(switch_interval)
-            self._finished.set()
-
-    async def read_async(self, factory: Callable[[], Any]) -> None:
-        """Read an async stream (``AsyncOpenAI``) here, in the caller's task or one it creates.
-
-        ``factory()`` may return the stream or a coroutine that makes it (``AsyncOpenAI``'s
-        ``create()``). A chunk that arrives while the loop runs other work is timestamped after it.
-        """
-        try:
-            self.timer.start()
-            stream = factory()
-            if inspect.isawaitable(stream):
-                stream = await stream
-            self.stream = stream
-            async for _ in self.timer.atrack(stream):
-                pass
-        except Exception as exc:  # re-raised by the caller
-            self.error = exc
-        finally:
-            self._finished.set()
-
-
-def _close(stream: Any) -> None:
-    close = getattr(stream, "close", None)  # the SDK's Stream and generators have one
-    if close is not None:
-        close()
 
 
 # --- the conventions ---------------------------------------------------------

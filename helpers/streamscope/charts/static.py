@@ -22,6 +22,14 @@ from collections.abc import Mapping, Sequence
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+__all__ = [
+    "histogram_png",
+    "image_bundle",
+    "png_size",
+    "race_png",
+    "timeline_png",
+]
+
 __all__ = ["histogram_png", "image_bundle", "png_size", "race_png", "timeline_png"]
 
 _STREAMED, _BASELINE, _MARKER = "#636efa", "#ef553b", "#444444"  # plotly's first two colours, its text grey

@@ -18,12 +18,13 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .recording import Recording
-    from .replay import RecordingIndex
+    from ..recording import Recording
+    from .index import RecordingIndex
+
+__all__ = ["INLINE_BODY_BYTES", "INLINE_BODY_TOKENS", "MAX_WAITING", "BodyWorker", "cheap"]
 
 # A body the loop reads itself: parsing and matching one this size and this simple takes about
 # 0.1 ms (tokens counts the commas, colons and brackets, an upper bound on its JSON values).
@@ -84,21 +85,17 @@ class BodyWorker:
         self._pool, self._version_sent = None, None
 
 
-def light(recording: Recording) -> Recording:
-    """The part of a recording the worker matches against: its request, without its response."""
-    return replace(recording, headers={}, events=None, body=None, elapsed=None, incomplete=None)
-
-
 # The worker process's copy of the recordings' requests.
 _worker_index: RecordingIndex | None = None
 
 
 def _in_worker(catalog: tuple[list[Recording], dict[str, str]] | None, path: str, raw: bytes) -> Outcome:
-    """In the worker: the recording that answers, or the error to send (``replay.match_body``)."""
+    """In the worker: the recording that answers, or the error to send (``app.match_body``)."""
     global _worker_index
     from starlette.responses import Response
 
-    from .replay import RecordingIndex, match_body
+    from .app import match_body
+    from .index import RecordingIndex
 
     if catalog is not None:
         recordings, problems = catalog

@@ -1,60 +1,57 @@
-"""Which server the notebooks talk to: recorded streams (the default) or a live API.
-
-``streamscope.client()`` and ``streamscope.async_client()`` return the official SDK's
-own ``openai.OpenAI`` / ``openai.AsyncOpenAI``; only their ``base_url`` and key
-differ. One explicit switch chooses the server, the ``backend=`` argument or else
-the ``STREAMSCOPE_BACKEND`` environment variable:
-
-- ``replay`` (the default): a replay server on 127.0.0.1 answers from the package's
-  recordings at their recorded pace. One server is shared by every client; it
-  starts in a background thread on first use and stops when Python exits.
-- ``openai``: the live OpenAI API; needs ``OPENAI_API_KEY``.
-- ``local``: a real model on this CPU, no key, no network: llama-cpp-python's server in a
-  child process on 127.0.0.1, started on first use and stopped when Python exits (see
-  ``streamscope.local``; needs the optional extra, ``make local``).
-- a base URL, e.g. ``http://localhost:11434/v1`` (Ollama), ``http://localhost:8000/v1``
-  (vLLM, llama.cpp server, LM Studio): any OpenAI-compatible server. A URL with no
-  path gets ``/v1``. The key is ``OPENAI_API_KEY`` if set, else a placeholder.
-
-``model(recorded, live=...)`` names the model to ask for: the recorded one on replay, the
-local server's chat or completions model on ``local``, on another live backend
-``STREAMSCOPE_MODEL`` or a current model. ``prompt(recorded, local=...)`` does the same for a
-prompt the local model would not follow as the recordings' models did.
-
-Replay speed comes from ``speed=`` or else ``STREAMSCOPE_SPEED`` (1 = as recorded,
-2 = twice as fast, 0 = no waiting); each client sends it to the shared server with
-every request. Live backends ignore it.
-
-Nothing is printed when a client is made: a notebook says which backend it uses by
-printing ``streamscope.active_backend()``, a one-line banner, where it chooses to.
-"""
+"""The choice of backend: which server a client talks to, with which key, model and prompt."""
 
 from __future__ import annotations
 
-import atexit
 import os
-import threading
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
 
-from .errors import BackendError
+from ..errors import BackendError
+from ..replay import SPEED_HEADER, check_speed
+from .local import model_for
+from .registry import shared_local_server, shared_replay_server
 
-if TYPE_CHECKING:
-    from .replay import ReplayServer
+__all__ = [
+    "BACKEND_ENV",
+    "MODEL_ENV",
+    "OPENAI_BASE_URL",
+    "PLACEHOLDER_KEY",
+    "SPEED_ENV",
+    "Backend",
+    "BackendKind",
+    "active_backend",
+    "api_key_for",
+    "async_client",
+    "client",
+    "model",
+    "prompt",
+    "resolve",
+]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
 BACKEND_ENV = "STREAMSCOPE_BACKEND"
+
+
 SPEED_ENV = "STREAMSCOPE_SPEED"
+
+
 MODEL_ENV = "STREAMSCOPE_MODEL"
+
+
 # The SDK insists on a key; replay and most local servers ignore it.
 PLACEHOLDER_KEY = "streamscope-no-key"
+
+
 _GO_LIVE = f"set {BACKEND_ENV}=openai or a base URL to go live"
+
+
 _GO_REPLAY = f"set {BACKEND_ENV}=replay to replay recordings"
+
 
 BackendKind = Literal["replay", "openai", "local", "url"]
 
@@ -98,8 +95,6 @@ def _base_url(setting: str) -> str:
 
 
 def _speed(speed: float | None) -> float:
-    from .replay import check_speed
-
     if speed is not None:
         return check_speed(speed)
     setting = os.environ.get(SPEED_ENV, "").strip()
@@ -142,30 +137,12 @@ def api_key_for(kind: BackendKind) -> str:
     return key or PLACEHOLDER_KEY
 
 
-_shared: ReplayServer | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_replay_server() -> ReplayServer:
-    """The replay server every replay client uses, started on first call."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            from .replay import ReplayServer
-
-            _shared = ReplayServer().start()
-            atexit.register(_shared.stop)
-        return _shared
-
-
 def active_backend(backend: str | None = None, *, speed: float | None = None) -> Backend:
     """The backend that ``client(backend, speed=speed)`` would use, started if it is the replay server."""
     kind, base_url = resolve(backend)
     if kind == "replay":
         return Backend("replay", shared_replay_server().base_url, _speed(speed))
     if kind == "local":
-        from .local import shared_local_server
-
         server = shared_local_server()
         return Backend("local", server.base_url, description=server.banner)
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
@@ -188,8 +165,6 @@ def model(recorded: str, *, live: str | None = None, backend: str | None = None)
     if chosen := os.environ.get(MODEL_ENV, "").strip():
         return chosen
     if kind == "local":
-        from .local import model_for, shared_local_server
-
         # The server holds one model at a time: load this one now, not during the first timed request.
         name = model_for(recorded)
         shared_local_server().load(name)
@@ -208,83 +183,12 @@ def prompt(recorded: str, *, local: str, backend: str | None = None) -> str:
     return local if kind == "local" else recorded
 
 
-def last_source(backend: str | None = None) -> str:
-    """Where the latest result came from, in one line: a recording's provenance label, or the live server.
-
-    Notebooks print it beside every result, so that each figure says what produced it.
-    """
-    kind, base_url = resolve(backend)
-    if kind == "local":
-        base_url = f"local server {active_backend(backend).base_url}"
-    if kind != "replay":
-        return f"source: live {base_url}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    served = shared_replay_server().last_served
-    return f"source: {served.label}" if served is not None else "source: nothing replayed yet"
-
-
-def _replay_request_id(stream: Any) -> int | None:
-    """The replay server's id for the request that made ``stream`` (an SDK stream or an HTTP response)."""
-    from .replay import REQUEST_ID_HEADER
-
-    response = getattr(stream, "response", stream)  # the SDK's Stream keeps the HTTP response
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        raise TypeError(f"expected an SDK stream or an HTTP response, got {type(stream).__name__}")
-    request_id = headers.get(REQUEST_ID_HEADER)
-    return int(request_id) if request_id is not None else None
-
-
-def source_of(stream: Any, backend: str | None = None) -> str:
-    """Where one stream came from, in one line: the recording that answered its request, or the live server.
-
-    With several streams at once, :func:`last_source` names only the latest; this names the one asked
-    about (the replay server tags each answer with ``x-streamscope-request``).
-    """
-    kind, _ = resolve(backend)
-    request_id = _replay_request_id(stream) if kind == "replay" else None
-    if request_id is None:
-        return last_source(backend)
-    server = shared_replay_server()
-    name = next((line["recording"] for line in server.sent if line["request"] == request_id), None)
-    recording = next((rec for rec in server.index.recordings() if rec.name == name), None)
-    if recording is None:
-        return f"source: replay request {request_id}, recording {name or 'no longer known'}"
-    return f"source: {recording.label}"
-
-
-def sent_log_line(stream: Any, *, wait_s: float = 10.0, backend: str | None = None) -> dict[str, Any] | None:
-    """What the replay server sent for ``stream``'s request, once it has stopped sending (at most ``wait_s``).
-
-    A line of the replay server's sent log (``GET /streamscope/sent``): ``events_sent`` of
-    ``events_total``, ``bytes_sent``, ``last_write_s`` and how it ended (``state``). None on a live
-    backend: no live server tells a client what it sent or generated.
-    """
-    kind, _ = resolve(backend)
-    request_id = _replay_request_id(stream) if kind == "replay" else None
-    if request_id is None:
-        return None
-    deadline = time.monotonic() + wait_s
-    while True:
-        line = next((line for line in shared_replay_server().sent if line["request"] == request_id), None)
-        if line is None or line["state"] != "sending" or time.monotonic() > deadline:
-            return line
-        time.sleep(0.01)
-
-
-def sent_log(backend: str | None = None) -> list[dict[str, Any]] | None:
-    """The replay server's sent log, a line per request it answered (oldest first); None on a live backend."""
-    kind, _ = resolve(backend)
-    return shared_replay_server().sent if kind == "replay" else None
-
-
 def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     if "base_url" in kwargs:
         raise TypeError("pass backend=<base URL> (or set STREAMSCOPE_BACKEND) rather than base_url=")
     active = active_backend(backend, speed=speed)
     options: dict[str, Any] = {"base_url": active.base_url, "api_key": api_key_for(active.kind), **kwargs}
     if active.kind == "replay":
-        from .replay import SPEED_HEADER
-
         options["default_headers"] = {
             **(kwargs.get("default_headers") or {}),
             SPEED_HEADER: f"{active.speed!r}",

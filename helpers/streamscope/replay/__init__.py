@@ -1,0 +1,109 @@
+"""The replay server: an OpenAI-compatible HTTP server that answers from recordings.
+
+It serves ``POST /v1/chat/completions``, ``/v1/completions`` and ``/v1/responses`` on
+loopback, so the official SDK (or curl, or any client) can be pointed at it with
+``base_url``. Each request is answered by the recording that matches it, at the
+recorded pace.
+
+Which recording answers a request: the one whose path and request body are equal
+to the request's, ignoring the body fields that cannot change the output
+(``recording.IGNORED_REQUEST_FIELDS``: user, metadata, store, ...). Key order and
+whitespace do not matter; every other field does (model, messages, temperature,
+stream, stream_options, ...). ``python -m streamscope list`` shows what is recorded.
+
+Pace: a streamed recording's events go out at their recorded offsets (``event.t``)
+measured from the request's arrival, divided by the speed factor (1 = as recorded,
+2 = twice as fast, 0 = no waiting); events due at the same moment go out in one
+write. A non-streamed recording's body goes out after its ``elapsed`` time. A
+client may choose its own speed per request with the ``X-Streamscope-Speed``
+header (``streamscope.client(speed=...)`` does this).
+
+Timing: an event is written a few hundredths of a millisecond after its due time
+on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). The server
+runs on asyncio's epoll loop, which watches any number of connections (``select()``
+takes no descriptor numbered 1024 or more: a thousand idle connections would end the
+server) but rounds each timer wait up to a whole millisecond; so it sleeps until
+``_SPIN_LEAD_S`` (a millisecond and a little more) before each due time and finishes
+with a short spin of ``asyncio.sleep(0)``, which keeps serving the other connections. The schedule
+starts when the request's head arrived (noted by the protocol), not when its
+handler got to run. Each write goes straight out: h11 hands every body chunk to
+the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
+connections (see ``_bind``). uvicorn's httptools protocol measured no better here
+(on a busy machine), and would add a compiled dependency.
+
+Errors (unknown request, malformed JSON, wrong path or method) come back as
+OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``, whose
+message says what was asked and how to list the recordings or go live.
+
+Hostile input. The server runs inside the notebook kernel (``streamscope.client()``),
+so any program on the machine, or a web page in the user's browser, must not be able
+to knock it over:
+
+- a body over ``MAX_BODY_BYTES`` (4 MiB) is a 413, read to its end and dropped piece by
+  piece (memory stays flat; the client, still sending, reads the 413); a request whose
+  head does not arrive within ``request_timeout`` (10 s) of its first byte, or whose
+  body does not follow within as long, is a 408 and the connection closes;
+- a body costly to read (over 64 KiB, or of many values), and any request no recording
+  answers (the 404 compares it with every recording), is read and matched in a worker
+  process (``replay.worker``), so that no request holds the loop that paces the streams;
+- every body that is not a JSON object is a 400 saying why (not JSON, not UTF-8,
+  nested too deeply, an integer over Python's 4300 digits, a lone surrogate);
+  malformed HTTP is a 400 in the same shape; an error message quotes at most 80
+  characters of anything the client sent and stays under 2000;
+- only ``content-type: application/json`` (415 otherwise: a page can POST
+  ``text/plain`` without asking the browser's permission), and only ``Host`` values
+  that name a loopback address or the address the request came in on (421 otherwise:
+  DNS rebinding);
+- a recording file that cannot be used (half-written, a field ``recording_schema`` refuses,
+  or with the name of, or answering the same request as, another file) is skipped and reported once on
+  stderr, at start and when it appears; the others are answered as usual, and a 404
+  mentions the skipped files.
+
+Faults on request, for teaching what a client must survive: the header
+``x-streamscope-fault`` (see ``Fault``) cuts a streamed reply after event N
+(``cut-after=N``: the connection drops, no last chunk, no ``[DONE]``), sends an error
+event after event N (``error-after=N``), or stalls S seconds after event N
+(``stall=S, stall-after=N``). A recording marked ``incomplete`` (the recorder keeps
+streams that ended early) is replayed as it ended: if its connection broke, the
+replay breaks it at the same point.
+
+The sent log: every answer from a recording carries ``x-streamscope-request: ID`` and
+has a line in ``GET /streamscope/sent`` (or ``ReplayServer.sent``): the recording,
+the fault asked for, events and bytes written so far, when the last write went out,
+and how it ended (``complete``, ``client disconnected``, ``cut (fault)``, ``error sent
+(fault)``, ``dropped as recorded``). A client that stops reading and closes the stream
+shows up as ``client disconnected`` with fewer events sent than recorded: the server
+stopped sending.
+"""
+
+from .app import create_app
+from .contract import (
+    ENDPOINTS,
+    FAULT_HEADER,
+    MAX_BODY_BYTES,
+    REQUEST_ID_HEADER,
+    REQUEST_TIMEOUT_S,
+    SENT_LOG_LENGTH,
+    SENT_LOG_PATH,
+    SPEED_HEADER,
+    Fault,
+    check_speed,
+)
+from .index import RecordingIndex
+from .server import ReplayServer
+
+__all__ = [
+    "ENDPOINTS",
+    "FAULT_HEADER",
+    "MAX_BODY_BYTES",
+    "REQUEST_ID_HEADER",
+    "REQUEST_TIMEOUT_S",
+    "SENT_LOG_LENGTH",
+    "SENT_LOG_PATH",
+    "SPEED_HEADER",
+    "Fault",
+    "RecordingIndex",
+    "ReplayServer",
+    "check_speed",
+    "create_app",
+]

@@ -1,0 +1,174 @@
+"""RecordingIndex: the recordings a replay server answers from, and which one answers a request."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import RecordingError
+from ..recording import (
+    RECORDINGS_DIR,
+    FileCache,
+    Recording,
+    api_path,
+    event_bytes,
+    load_folder,
+    match_key,
+    relevant_fields,
+    without_duplicates,
+)
+
+__all__ = [
+    "RecordingIndex",
+]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A recording with its events laid out for sending."""
+
+    recording: Recording
+    relevant_body: dict[str, Any]
+    offsets: tuple[float, ...]
+    payloads: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, recording: Recording) -> _Entry:
+        body = recording.request.get("body") or {}
+        events = list(zip([e.t for e in recording.events or []], event_bytes(recording.events), strict=True))
+        if recording.events is None and recording.incomplete is not None:
+            # A body cut short is sent as it arrived, as one event, before the connection breaks.
+            text = recording.body if isinstance(recording.body, str) else json.dumps(recording.body)
+            events = [(recording.elapsed or recording.incomplete.t, text.encode())]
+        return cls(
+            recording=recording,
+            relevant_body=relevant_fields(body),
+            offsets=tuple(t for t, _ in events),
+            payloads=tuple(raw for _, raw in events),
+        )
+
+
+def light(recording: Recording) -> Recording:
+    """The part of a recording a body worker matches against: its request, without its response."""
+    return replace(recording, headers={}, events=None, body=None, elapsed=None, incomplete=None)
+
+
+def _report_on_stderr(problem: str) -> None:
+    print(f"streamscope: skipping a recording file: {problem}", file=sys.stderr, flush=True)
+
+
+class RecordingIndex:
+    """The recordings a replay server answers from, found by ``match_key``.
+
+    Given a folder, it reads the folder again whenever its files change, so a
+    recording saved while the server runs is answered at once. A file that cannot
+    be used (see ``recording.load_folder``) is skipped, kept in ``problems`` (file
+    name -> reason) and passed to ``report`` once (default: a line on stderr).
+    """
+
+    def __init__(
+        self,
+        source: str | Path | Iterable[Recording] | None = None,
+        *,
+        report: Callable[[str], None] = _report_on_stderr,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._files: FileCache = {}
+        self._entries: dict[str, _Entry] = {}
+        self.version = 0  # counts the changes to what is answered
+        self._report = report
+        self.problems: dict[str, str] = {}
+        if source is None or isinstance(source, str | Path):
+            self.directory: Path | None = Path(source) if source is not None else RECORDINGS_DIR
+            if not self.directory.is_dir():
+                raise RecordingError(f"recordings folder {self.directory} does not exist")
+            self._refresh()
+        else:
+            self.directory = None
+            recordings, problems = without_duplicates((rec.name, rec) for rec in source)
+            self._use(self._index(recordings, {k: f"{k}: {v}" for k, v in problems.items()}))
+
+    def _index(
+        self, recordings: list[Recording], problems: dict[str, str]
+    ) -> tuple[dict[str, _Entry], dict[str, str]]:
+        """The entries for ``recordings`` by match key, and ``problems`` with those that cannot be sent.
+
+        A recording made in code is checked against the schema here (one read from a file was,
+        when read); one answered before keeps its laid-out events.
+        """
+        laid_out = {id(entry.recording): entry for entry in self._entries.values()}
+        entries: dict[str, _Entry] = {}
+        for rec in recordings:
+            try:
+                entries[rec.match_key()] = laid_out.get(id(rec)) or _Entry.of(rec.check())
+            except RecordingError as exc:
+                problems[rec.name] = str(exc)
+        return entries, problems
+
+    def _use(self, indexed: tuple[dict[str, _Entry], dict[str, str]]) -> None:
+        """Answer from these entries now; report each problem not reported before."""
+        entries, problems = indexed
+        for name, problem in problems.items():
+            if self.problems.get(name) != problem:
+                self._report(problem)
+        self._entries, self.problems = entries, problems
+        self.version += 1
+
+    def _refresh(self) -> None:
+        if self.directory is None:
+            return
+        signature = []
+        for path in sorted(self.directory.glob("*.json")):
+            with contextlib.suppress(OSError):  # removed since the listing
+                signature.append((path.name, (s := path.stat()).st_mtime_ns, s.st_size))
+        with self._lock:
+            if tuple(signature) == self._signature:
+                return
+            # Only the files that changed since the last reading are read again.
+            self._use(self._index(*load_folder(self.directory, cache=self._files)))
+            self._signature = tuple(signature)
+
+    def recordings(self) -> list[Recording]:
+        """The recordings answered, by name."""
+        return sorted((e.recording for e in self.entries()), key=lambda rec: rec.name)
+
+    def entries(self) -> list[_Entry]:
+        self._refresh()
+        return list(self._entries.values())
+
+    def named(self, name: str) -> _Entry | None:
+        """The entry of the recording called ``name``, if it is still answered."""
+        return next((e for e in self.entries() if e.recording.name == name), None)
+
+    def requests(self) -> tuple[int, list[Recording], dict[str, str]]:
+        """What a body worker matches against: the version, the recordings' requests, the problems."""
+        self._refresh()
+        with self._lock:
+            return self.version, [light(e.recording) for e in self._entries.values()], dict(self.problems)
+
+    def find(self, path: str, body: dict[str, Any]) -> _Entry | None:
+        self._refresh()
+        return self._entries.get(match_key(path, body))
+
+    def closest(self, path: str, body: dict[str, Any]) -> tuple[_Entry, list[str]] | None:
+        """The recording for the same path that differs from ``body`` in the fewest fields."""
+        relevant = relevant_fields(body)
+        best: tuple[_Entry, list[str]] | None = None
+        for entry in self.entries():
+            if api_path(entry.recording.path) != api_path(path):
+                continue
+            keys = sorted(set(relevant) | set(entry.relevant_body))
+            differing = [k for k in keys if relevant.get(k, _MISSING) != entry.relevant_body.get(k, _MISSING)]
+            if best is None or len(differing) < len(best[1]):
+                best = (entry, differing)
+        return best
+
+
+_MISSING = object()

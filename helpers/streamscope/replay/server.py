@@ -1,0 +1,268 @@
+"""ReplayServer: the app on uvicorn, in a background thread or in this one, on a loop that keeps time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import selectors
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..recording import Recording
+from .app import create_app
+from .contract import ARRIVAL_KEY, REQUEST_TIMEOUT_S, TRANSPORT_KEY, _error_content, _is_loopback, check_speed
+from .index import RecordingIndex
+from .sending import _Stats
+
+__all__ = [
+    "ReplayServer",
+]
+
+
+class _ReplayProtocol(H11Protocol):
+    """uvicorn's h11 protocol, with what the replay server needs from the connection.
+
+    - Each request's scope notes when its head arrived (the schedule of a replay starts
+      there: with many requests at once, a handler can start several milliseconds after
+      its request came in) and the connection's transport (to drop it mid-stream).
+    - A request's head must arrive whole within ``request_timeout`` of its first byte (or
+      of the connection's start): a client trickling headers gets a 408 and the connection
+      ends. (uvicorn times out only idle keep-alive connections; h11 caps a head at 16 KiB.)
+    - A malformed request gets an OpenAI-shaped 400, where uvicorn sends plain text.
+    """
+
+    def __init__(self, *args: Any, request_timeout: float = REQUEST_TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._request_timeout = request_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self._request_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._head_timer = self.loop.call_later(self._request_timeout, self._head_timed_out)
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        # Called as data arrives, and for a pipelined request when the one before it is answered.
+        arrived = self.loop.time()
+        previous = self.cycle
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not previous:
+            self._stop_head_timer()
+            self.cycle.scope[ARRIVAL_KEY] = arrived  # type: ignore[literal-required]
+            self.cycle.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self._answer_and_close(408, "The request's head did not arrive in time.")
+
+    def send_400_response(self, msg: str) -> None:
+        self._answer_and_close(
+            400,
+            "The replay server cannot read this HTTP request: it is malformed, or its head is over 16 KiB.",
+        )
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        body = json.dumps(_error_content(message, "invalid_request_error", None)).encode()
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
+def _precise_loop() -> asyncio.AbstractEventLoop:
+    # epoll where there is one (any number of connections; waits rounded up to whole ms, which the
+    # spin before each due time makes up for), else the platform's best selector.
+    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Naming the protocol matters: asyncio sets TCP_NODELAY only on accepted sockets whose proto is
+    # IPPROTO_TCP, and without it Nagle holds a response's body behind its headers until the
+    # client's delayed ACK (about 40 ms on a reused connection).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    # Listening now lets clients connect (queued) before the server's loop starts; the backlog is
+    # uvicorn's own default.
+    sock.listen(2048)
+    return sock
+
+
+class ReplayServer:
+    """A replay server running in a background thread: ``ReplayServer().start()``.
+
+    ``recordings`` is a folder (default: the package's recordings) or a list of
+    ``Recording`` objects. Use ``.base_url`` as the SDK's ``base_url``; ``.stop()``
+    or a ``with`` block shuts it down. In a thread, the server shares the GIL with
+    the host process, whose own work can delay an event; ``python -m streamscope
+    serve`` runs it in a process of its own.
+    """
+
+    def __init__(
+        self,
+        speed: float = 1.0,
+        recordings: str | Path | Iterable[Recording] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.speed = check_speed(speed)
+        self.index = RecordingIndex(recordings)
+        self.host, self.port = host, port
+        self.request_timeout = request_timeout
+        self.stats = _Stats()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._app: Starlette | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def active_streams(self) -> int:
+        """How many streamed responses are being sent right now."""
+        return self.stats.active_streams
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """The sent log: per request answered from a recording, what went out (``GET /streamscope/sent``)."""
+        return self.stats.sent_log()
+
+    def sent_line(self, request_id: int | None = None) -> dict[str, Any] | None:
+        """The sent log's line for request ``request_id`` (default: the latest request answered)."""
+        lines = list(self.stats.sent)
+        if request_id is not None:
+            lines = [line for line in lines if line.request == request_id]
+        return asdict(lines[-1]) if lines else None
+
+    def recording(self, name: str) -> Recording | None:
+        """The recording of that name, if the server still answers from it."""
+        return next((rec for rec in self.index.recordings() if rec.name == name), None)
+
+    def _uvicorn(self) -> uvicorn.Server:
+        self._app = create_app(self.index, self.speed, self.stats, request_timeout=self.request_timeout)
+        config = uvicorn.Config(
+            self._app,
+            http=functools.partial(_ReplayProtocol, request_timeout=self.request_timeout),  # type: ignore[arg-type]
+            lifespan="off",
+            log_config=None,  # leave the host process's logging alone
+            log_level="warning",
+            access_log=False,
+            # A recording's own server and date headers are sent as recorded, not after uvicorn's.
+            server_header=False,
+            date_header=False,
+            # A stream still running at shutdown is cancelled after this long.
+            timeout_graceful_shutdown=1,
+        )
+        return uvicorn.Server(config)
+
+    def listen(self) -> ReplayServer:
+        """Bind the address now; with port 0 a free one, which ``base_url`` then names.
+
+        Clients can connect (they wait in the queue) before the server starts serving.
+        """
+        if self._socket is None:
+            self._socket = _bind(self.host, self.port)
+            self.port = self._socket.getsockname()[1]
+        return self
+
+    def start(self) -> ReplayServer:
+        """Serve in a background thread; returns at once."""
+        if self._thread is not None:
+            raise RuntimeError("this ReplayServer is already started")
+        sock = self._take_socket()
+        self._server = server = self._uvicorn()
+        self._thread = threading.Thread(
+            target=_run, args=(server, sock), name=f"streamscope-replay-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve(self) -> None:
+        """Serve in this thread until Ctrl-C (``python -m streamscope serve``)."""
+        sock = self._take_socket()
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                _run(self._uvicorn(), sock)
+        finally:
+            if self._app is not None:
+                self._app.state.worker.close(wait=True)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the server."""
+        return _is_loopback(self.host)
+
+    def _take_socket(self) -> socket.socket:
+        sock = self.listen()._socket
+        assert sock is not None
+        self._socket = None
+        return sock
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._server = self._thread = None
+        if self._app is not None:
+            self._app.state.worker.close()
+
+    def __enter__(self) -> ReplayServer:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._thread is not None else "stopped"
+        return f"<ReplayServer {state} at {self.base_url}, speed {self.speed:g}>"
+
+
+def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+    async def serve() -> None:
+        # Starlette streams through anyio, whose asyncio backend loads on first use: load it now
+        # rather than adding ~50 ms to the first request's time to first chunk.
+        async with anyio.create_task_group():
+            pass
+        await server.serve(sockets=[sock])
+
+    with asyncio.Runner(loop_factory=_precise_loop) as runner:
+        runner.run(serve())

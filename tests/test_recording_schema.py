@@ -20,10 +20,9 @@ import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamscope.errors import RecordingError
 from streamscope.recording import Recording, api_path, load_folder
 from streamscope.recording_schema import first_problem
-from streamscope.replay import REQUEST_ID_HEADER, ReplayServer
+from streamscope.replay import REQUEST_ID_HEADER, RecordingIndex, ReplayServer
 from synthetic_recordings import CHAT_BODY, synthetic_chat_recording, synthetic_completion_recording
 
 CHAT_PATH = "/chat/completions"
@@ -134,8 +133,10 @@ def test_a_non_streamed_body_the_server_cannot_send_is_named_at_load(tmp_path: P
 def test_a_recording_made_in_code_is_checked_too() -> None:
     rec = synthetic_chat_recording()
     rec.status = 42
-    with pytest.raises(RecordingError, match=r"test-count-to-5: response\.status"):
-        ReplayServer(recordings=[rec])
+    reports: list[str] = []
+    index = RecordingIndex([rec, synthetic_completion_recording()], report=reports.append)
+    assert [r.name for r in index.recordings()] == ["test-completion"]
+    assert len(reports) == 1 and reports[0].startswith("test-count-to-5: response.status: must be")
 
 
 def test_the_packaged_recordings_keep_the_schema() -> None:

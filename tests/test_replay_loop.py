@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 import streamscope.recording
-import streamscope.replay
+import streamscope.replay.app
 from streamscope.replay import ReplayServer
 from synthetic_recordings import CHAT_BODY, synthetic_chat_recording
 
@@ -93,13 +93,13 @@ def test_an_unchanged_folder_is_not_read_again(tmp_path: Path, monkeypatch: pyte
 def parsed_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the bodies this process (the server's loop) parses; the worker's are not seen."""
     sizes: list[int] = []
-    real = streamscope.replay._parse_body
+    real = streamscope.replay.app._parse_body
 
     def noted(raw: bytes, path: str):
         sizes.append(len(raw))
         return real(raw, path)
 
-    monkeypatch.setattr(streamscope.replay, "_parse_body", noted)
+    monkeypatch.setattr(streamscope.replay.app, "_parse_body", noted)
     return sizes
 
 

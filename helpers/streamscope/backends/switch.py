@@ -12,6 +12,7 @@ import openai
 from ..errors import BackendError
 from ..replay import SPEED_HEADER, check_speed
 from .local import model_for
+from .probe import CheckedAsyncOpenAI, CheckedOpenAI, probe
 from .registry import shared_local_server, shared_replay_server
 
 __all__ = [
@@ -64,6 +65,7 @@ class Backend:
     base_url: str
     speed: float | None = None  # replay only
     description: str | None = None  # local only: the server, its models and this CPU
+    problem: str | None = None  # live URLs only: why it is not an API that answers (probe.probe)
 
     def __str__(self) -> str:
         if self.kind == "replay":
@@ -71,12 +73,12 @@ class Backend:
                 f"streamscope backend: replay of recorded streams at {self.base_url}, "
                 f"speed {self.speed:g} ({_GO_LIVE})"
             )
-        if self.kind == "openai":
-            where = f"live OpenAI API at {self.base_url}, key from OPENAI_API_KEY"
-            return f"streamscope backend: {where} ({_GO_REPLAY})"
         if self.kind == "local":
             return f"streamscope backend: {self.description} ({_GO_REPLAY})"
-        return f"streamscope backend: live OpenAI-compatible server at {self.base_url} ({_GO_REPLAY})"
+        where = "live OpenAI API" if self.kind == "openai" else "live OpenAI-compatible server"
+        state = f": {self.problem}" if self.problem else ""
+        key = ", key from OPENAI_API_KEY" if self.kind == "openai" else ""
+        return f"streamscope backend: {where} at {self.base_url}{state}{key} ({_GO_REPLAY})"
 
 
 def _base_url(setting: str) -> str:
@@ -147,7 +149,7 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
         return Backend("local", server.base_url, description=server.banner)
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
     assert base_url is not None
-    return Backend(kind, base_url)
+    return Backend(kind, base_url, problem=probe(base_url))
 
 
 def model(recorded: str, *, live: str | None = None, backend: str | None = None) -> str:
@@ -199,13 +201,15 @@ def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, 
 def client(backend: str | None = None, *, speed: float | None = None, **kwargs: Any) -> openai.OpenAI:
     """The official ``openai.OpenAI`` client, pointed at the active backend.
 
-    ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...).
+    ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...). Its requests fail
+    in one line naming the URL when nothing answers there, or something other than an API does
+    (``probe.CheckedOpenAI``).
     """
-    return openai.OpenAI(**_client_options(backend, speed, kwargs))
+    return CheckedOpenAI(**_client_options(backend, speed, kwargs))
 
 
 def async_client(
     backend: str | None = None, *, speed: float | None = None, **kwargs: Any
 ) -> openai.AsyncOpenAI:
-    """The official ``openai.AsyncOpenAI`` client, pointed at the active backend."""
-    return openai.AsyncOpenAI(**_client_options(backend, speed, kwargs))
+    """The official ``openai.AsyncOpenAI`` client, pointed at the active backend (as :func:`client`)."""
+    return CheckedAsyncOpenAI(**_client_options(backend, speed, kwargs))

@@ -18,10 +18,19 @@ from typing import Any
 import httpx2
 import openai
 
-from .errors import BackendError, StreamscopeError
+from ..errors import BackendError, StreamscopeError
 
 PROBE_TIMEOUT_S = 2.0
 _ANSWER_EXCERPT_CHARS = 60
+__all__ = [
+    "PROBE_TIMEOUT_S",
+    "BackendAnswerError",
+    "BackendUnreachable",
+    "CheckedAsyncOpenAI",
+    "CheckedOpenAI",
+    "probe",
+]
+
 _FIX = (
     "start the server there, or set STREAMSCOPE_BACKEND to the base URL of a running OpenAI-compatible "
     "server (or to replay, for the recordings)"

@@ -292,7 +292,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.stats = stats
-    app.state.worker = worker  # closed by ReplayServer.stop
+    app.state.worker = worker  # closed when the server shuts down (server._Server)
     return app
 
 

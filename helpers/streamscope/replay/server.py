@@ -9,7 +9,7 @@ import json
 import selectors
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from http import HTTPStatus
 from pathlib import Path
@@ -191,7 +191,7 @@ class ReplayServer:
             # A stream still running at shutdown is cancelled after this long.
             timeout_graceful_shutdown=1,
         )
-        return uvicorn.Server(config)
+        return _Server(config, on_shutdown=self._app.state.worker.close)
 
     def listen(self) -> ReplayServer:
         """Bind the address now; with port 0 a free one, which ``base_url`` then names.
@@ -218,12 +218,8 @@ class ReplayServer:
     def serve(self) -> None:
         """Serve in this thread until Ctrl-C (``python -m streamscope serve``)."""
         sock = self._take_socket()
-        try:
-            with contextlib.suppress(KeyboardInterrupt):
-                _run(self._uvicorn(), sock)
-        finally:
-            if self._app is not None:
-                self._app.state.worker.close(wait=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            _run(self._uvicorn(), sock)
 
     @property
     def loopback(self) -> bool:
@@ -242,8 +238,6 @@ class ReplayServer:
         self._server.should_exit = True
         self._thread.join(timeout=5)
         self._server = self._thread = None
-        if self._app is not None:
-            self._app.state.worker.close()
 
     def __enter__(self) -> ReplayServer:
         return self.start() if self._thread is None else self
@@ -254,6 +248,21 @@ class ReplayServer:
     def __repr__(self) -> str:
         state = "running" if self._thread is not None else "stopped"
         return f"<ReplayServer {state} at {self.base_url}, speed {self.speed:g}>"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also stops the body worker when it shuts down: before uvicorn raises
+    again the signal that stopped it (SIGTERM then ends the process at once)."""
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            self._on_shutdown()
 
 
 def _run(server: uvicorn.Server, sock: socket.socket) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
@@ -62,9 +64,8 @@ class BodyWorker:
         catalog = None if version == self._version_sent else (recordings, problems)
         if self._pool is None:
             context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded kernel
-            # At a lower priority: on a machine of few cores, its work must not take the server's turn.
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=os.nice, initargs=(10,)
+                max_workers=1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
             )
         # The worker runs calls in order, so a catalog sent now is there for every later call.
         self._version_sent = version
@@ -78,11 +79,25 @@ class BodyWorker:
         finally:
             self._waiting -= 1
 
-    def close(self, *, wait: bool = False) -> None:
-        """Stop the worker (``wait``: until it has finished the body it is reading)."""
+    def close(self) -> None:
+        """Stop the worker, once it has finished the body it is reading."""
         if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool, self._version_sent = None, None
+
+
+def _start_worker(server_pid: int) -> None:
+    """In the worker, first: a lower priority (on a machine of few cores its work must not take the
+    server's turn), and an end as soon as the server's process is gone. A server ended by a signal
+    cannot always stop its worker, which would live on, holding the server's stdout and stderr open."""
+    os.nice(10)
+
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="streamscope-worker-watch", daemon=True).start()
 
 
 # The worker process's copy of the recordings' requests.

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx2
@@ -134,3 +137,23 @@ def test_a_small_request_is_answered_in_the_loop(parsed_here: list[int]) -> None
     with ReplayServer(speed=0, recordings=[synthetic_chat_recording()]) as srv:
         assert httpx2.post(srv.base_url + CHAT, json=CHAT_BODY).status_code == 200
     assert len(parsed_here) == 1 and parsed_here[0] < len(json.dumps(CHAT_BODY)) + 20
+
+
+def test_serve_ends_with_its_worker_on_sigterm() -> None:
+    # The worker once outlived `serve` (uvicorn raises SIGTERM again after its shutdown), holding the
+    # server's stdout and stderr open, and multiprocessing warned of leaked semaphores.
+    command = [sys.executable, "-m", "streamscope", "serve", "--port", "0", "--speed", "0"]
+    serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        base_url = serve.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
+        costly = ('{"model":"m",' + ",".join(f'"k{i}":0' for i in range(20_000)) + "}").encode()
+        answer = httpx2.post(
+            base_url + CHAT, content=costly, headers={"content-type": "application/json"}, timeout=60
+        )
+        assert answer.status_code == 404
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)  # stdout and stderr close: no process holds them
+    finally:
+        serve.kill()
+    assert "Traceback" not in err and "leaked" not in err, err

@@ -109,3 +109,33 @@ def test_every_streamscope_error_is_one_line_in_a_notebook() -> None:
     with pytest.raises(streamscope.errors.BackendError) as info:
         streamscope.client(speed="fast")
     assert info.value._render_traceback_() == [f"BackendError: {info.value}"]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "http://[::1",  # ValueError from urlsplit before
+        "http://a\x00b/v1",  # httpx2.InvalidURL at the probe
+        "http://256.256.256.256/v1",  # httpx2.InvalidURL
+        "http://" + "a" * 300 + "/v1",  # UnicodeError: a label over 63 characters
+        "http://a..b/v1",  # UnicodeError: an empty label
+        "http://ho st/v1",
+        "http://host:99999",
+    ],
+)
+def test_a_base_url_that_cannot_be_used_is_one_line(setting: str) -> None:
+    with pytest.raises(streamscope.errors.BackendError, match="is not a usable base URL") as info:
+        streamscope.active_backend(setting)
+    assert "\n" not in str(info.value)
+
+
+def test_a_password_in_the_url_is_not_shown(nothing_listens: str) -> None:
+    with_password = nothing_listens.replace("http://", "http://user:s3cret@")
+    banner = str(streamscope.active_backend(with_password))
+    assert "s3cret" not in banner and "user:***@127.0.0.1" in banner
+    with pytest.raises(BackendUnreachable) as info:
+        streamscope.client(with_password, max_retries=0).chat.completions.create(**CHAT_BODY)
+    assert "s3cret" not in str(info.value)
+    with pytest.raises(streamscope.errors.BackendError) as bad:
+        streamscope.active_backend("http://user:s3cret@host:99999")
+    assert "s3cret" not in str(bad.value)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -47,6 +48,18 @@ class BackendAnswerError(BackendError):
     """The backend answered, but not as an OpenAI-compatible API does (a web page, plain text)."""
 
 
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown (a banner is saved with the notebook): a password in it is starred."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1)).geturl()
+
+
 def probe(base_url: str, *, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     """None if an API answers at ``base_url``; else what is wrong, in a few words."""
     if base_url in _answered:
@@ -55,7 +68,7 @@ def probe(base_url: str, *, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         response = httpx2.get(base_url.rstrip("/") + "/models", timeout=timeout)
     except httpx2.TimeoutException:
         return f"not reachable (no answer within {timeout:g} s)"
-    except httpx2.HTTPError as exc:
+    except (httpx2.HTTPError, httpx2.InvalidURL, UnicodeError) as exc:  # the last: a host name idna refuses
         return f"not reachable ({_reason(exc)})"
     kind = _content_type(response.headers)
     if "json" not in kind:
@@ -79,23 +92,24 @@ def _unreachable(base_url: str, exc: openai.APIConnectionError) -> BackendUnreac
     if not isinstance(cause, httpx2.ConnectError):  # a connection made, then broken: the SDK's own words
         return None
     _answered.discard(base_url)
-    message = f"Nothing answers at {base_url} ({_reason(cause)}): {_FIX}."
+    message = f"Nothing answers at {shown_url(base_url)} ({_reason(cause)}): {_FIX}."
     return BackendUnreachable(message=message, request=exc.request)
 
 
 def _wrong_answer(base_url: str, cast_to: Any, result: Any) -> BackendAnswerError | None:
     """None if ``result`` is what the API answers; else the error naming what answered instead."""
+    shown = shown_url(base_url)
     if isinstance(result, str) and cast_to is not str:
         excerpt = " ".join(result.split())[:_ANSWER_EXCERPT_CHARS]
         return BackendAnswerError(
-            f"{base_url} answered with text, not the API's JSON ({excerpt!r}...): is it the base URL "
+            f"{shown} answered with text, not the API's JSON ({excerpt!r}...): is it the base URL "
             "of an OpenAI-compatible API (often ending in /v1)?"
         )
     if isinstance(result, openai.Stream | openai.AsyncStream):
         kind = _content_type(result.response.headers)
         if kind != "text/event-stream" and "json" not in kind:
             return BackendAnswerError(
-                f"{base_url} answered a streamed request with {kind}, not an event stream: is it the base "
+                f"{shown} answered a streamed request with {kind}, not an event stream: is it the base "
                 "URL of an OpenAI-compatible API (often ending in /v1)?"
             )
     return None

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 
 from ..errors import BackendError
 from ..replay import SPEED_HEADER, check_speed
 from .local import model_for
-from .probe import CheckedAsyncOpenAI, CheckedOpenAI, probe
+from .probe import CheckedAsyncOpenAI, CheckedOpenAI, probe, shown_url
 from .registry import shared_local_server, shared_replay_server
 
 __all__ = [
@@ -78,22 +79,30 @@ class Backend:
         where = "live OpenAI API" if self.kind == "openai" else "live OpenAI-compatible server"
         state = f": {self.problem}" if self.problem else ""
         key = ", key from OPENAI_API_KEY" if self.kind == "openai" else ""
-        return f"streamscope backend: {where} at {self.base_url}{state}{key} ({_GO_REPLAY})"
+        return f"streamscope backend: {where} at {shown_url(self.base_url)}{state}{key} ({_GO_REPLAY})"
 
 
 def _base_url(setting: str) -> str:
-    parts = urlsplit(setting)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise BackendError(
-            f"{BACKEND_ENV}={setting!r} is not a usable base URL: expected http(s)://HOST[:PORT][/PATH], "
-            "e.g. http://localhost:11434/v1"
-        )
+    def unusable(why: str) -> BackendError:
+        return BackendError(f"{BACKEND_ENV}={shown_url(setting)!r} is not a usable base URL: {why}")
+
+    if any(c.isspace() or not c.isprintable() for c in setting):
+        raise unusable("it holds a space or a control character")
     try:
+        parts = urlsplit(setting)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise BackendError(f"{BACKEND_ENV}={setting!r} is not a usable base URL: {exc}") from None
+    except ValueError as exc:  # a port out of range, an unclosed [IPv6 address
+        raise unusable(str(exc)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise unusable("expected http(s)://HOST[:PORT][/PATH], e.g. http://localhost:11434/v1")
     path = parts.path.rstrip("/") or "/v1"
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    base_url = f"{parts.scheme}://{parts.netloc}{path}"
+    try:
+        parts.hostname.encode("idna")  # a label empty or over 63 characters
+        httpx2.URL(base_url)  # an IPv4 address out of range, say
+    except (UnicodeError, httpx2.InvalidURL) as exc:
+        raise unusable(str(exc)) from None
+    return base_url
 
 
 def _speed(speed: float | None) -> float:

@@ -609,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
             f"~{sdk_cost_ms:.2f} ms each, {args.streams * len(chunks) * sdk_cost_ms / 1e3:.1f} s of CPU, "
             f"in a {chunks[-1][0]:.2f} s stream"
         )
-        run_attacks(port, server, rec, chunks, args.idle, args.attack_rounds, show)
+        if args.attack_rounds:
+            run_attacks(port, server, rec, chunks, args.idle, args.attack_rounds, show)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -157,3 +157,32 @@ def test_serve_ends_with_its_worker_on_sigterm() -> None:
     finally:
         serve.kill()
     assert "Traceback" not in err and "leaked" not in err, err
+
+
+def test_running_out_of_descriptors_is_said_once_and_passes() -> None:
+    # asyncio logged a traceback per waiting connection (47,000 lines for 400 connections over a
+    # limit of 256), the server hardly answering meanwhile.
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    command = [sys.executable, "-m", "streamscope", "serve", "--port", "0", "--speed", "0"]
+    serve = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=low_limit
+    )
+    try:
+        assert serve.stdout is not None
+        base_url = serve.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
+        port = int(base_url.rsplit(":", 1)[1].split("/", 1)[0])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(400)]
+        for connection in idle:
+            connection.close()
+        answer = httpx2.post(base_url + CHAT, json=CHAT_BODY, timeout=30)
+        assert answer.status_code == 404  # the package's recordings: not the synthetic one
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)
+    finally:
+        serve.kill()
+    assert err.splitlines() == [
+        "streamscope replay server: every file descriptor is in use (256, the open-file limit); "
+        "new connections wait until others close (`ulimit -n` raises the limit)"
+    ]

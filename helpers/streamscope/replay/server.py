@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import json
+import resource
 import selectors
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -265,13 +268,53 @@ class _Server(uvicorn.Server):
             self._on_shutdown()
 
 
+def _allow_descriptors() -> None:
+    """Raise this process's soft limit on open files to its hard limit, as libuv (Node) does at start:
+    every connection is a descriptor, and the soft limit is often 1024 where the hard one is far higher."""
+    with contextlib.suppress(ValueError, OSError):  # some systems refuse a soft limit that high
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = max(soft, 1 << 20)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _out_of_descriptors_said_once() -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """The loop's error handler: no descriptor left for a new connection is said once, in one line.
+
+    asyncio logs it as a traceback, once per connection waiting (tens of thousands of lines); the
+    connection waits in the listen queue and is taken when a descriptor is free again.
+    """
+    said = False
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal said
+        error = context.get("exception")
+        if not (isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)):
+            loop.default_exception_handler(context)
+            return
+        if not said:
+            said = True
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            print(
+                f"streamscope replay server: every file descriptor is in use ({limit}, the open-file limit); "
+                "new connections wait until others close (`ulimit -n` raises the limit)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return handle
+
+
 def _run(server: uvicorn.Server, sock: socket.socket) -> None:
     async def serve() -> None:
+        asyncio.get_running_loop().set_exception_handler(_out_of_descriptors_said_once())
         # Starlette streams through anyio, whose asyncio backend loads on first use: load it now
         # rather than adding ~50 ms to the first request's time to first chunk.
         async with anyio.create_task_group():
             pass
         await server.serve(sockets=[sock])
 
+    _allow_descriptors()
     with asyncio.Runner(loop_factory=_precise_loop) as runner:
         runner.run(serve())

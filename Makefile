@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 export PYTHON
 
-.PHONY: lab test notebooks lock venv local local-install
+.PHONY: lab test notebooks lock venv local local-install clients clients-lock
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines). The server's root
 # is the repository, as on Binder, and the first page is notebook 01.
@@ -46,6 +46,26 @@ notebooks: venv
 lock: venv
 	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
 		--generate-hashes --custom-compile-command "make lock" --output-file requirements.lock
+
+# The real client libraries that tests/clients/ drives through the replay server, in environments of
+# their own (never in ./.venv): .venv-clients from tests/clients/requirements.txt (exact versions,
+# every file's hash checked) and the Vercel AI SDK in tests/clients/node/node_modules (npm ci, from
+# package-lock.json). Each is rebuilt only when its lock changes. Without them those tests skip.
+CLIENTS_STAMP = .venv-clients/.built-$(shell cat tests/clients/requirements.txt | cksum | cut -d' ' -f1)
+NODE_STAMP = tests/clients/node/node_modules/.built-$(shell cat tests/clients/node/package-lock.json | cksum | cut -d' ' -f1)
+clients: venv
+	@test -e $(CLIENTS_STAMP) || { rm -rf .venv-clients \
+		&& $(VENV)/bin/uv venv -q --python $(VENV)/bin/python .venv-clients \
+		&& $(VENV)/bin/uv pip install -q --python .venv-clients/bin/python --require-hashes \
+			-r tests/clients/requirements.txt \
+		&& touch $(CLIENTS_STAMP); }
+	@test -e $(NODE_STAMP) || { command -v npm >/dev/null || { echo "npm not found: the Vercel AI SDK test will skip"; exit 0; }; \
+		cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error && touch ../../../$(NODE_STAMP); }
+
+# Re-resolve tests/clients/requirements.txt from requirements.in: the newest versions, with hashes.
+clients-lock: venv
+	$(VENV)/bin/uv pip compile tests/clients/requirements.in --universal --python-version 3.11 \
+		--generate-hashes --custom-compile-command "make clients-lock" --output-file tests/clients/requirements.txt
 
 # Create, repair or update the environment (tools/venv.sh says what it does and why).
 venv:

@@ -50,6 +50,9 @@ that the machine's own timer and scheduler jitter sets for any Python process.
 The load average is printed too: on a shared machine other work shows in the
 figures, so several rounds are run and each round is shown.
 
+First, the cost of matching a request with 1,000 recordings in the folder (``match_cost``;
+``--match-only`` runs only that part).
+
 Run: ``.venv/bin/python benchmarks/replay.py`` (about 2 minutes; ``--attacks-only`` runs the
 two attacks alone).
 """
@@ -69,8 +72,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import timeit
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +84,7 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 from streamscope.recording import RECORDINGS_DIR, Recording, load_recording
-from streamscope.replay import MAX_BODY_BYTES, SPEED_HEADER
+from streamscope.replay import MAX_BODY_BYTES, SPEED_HEADER, RecordingIndex
 
 SEED = "seed-chat-count-to-100-stream"
 TARGET_ONE_STREAM_P99_MS = 1.0
@@ -513,6 +518,41 @@ def sdk_errors(streams: list[Stream], chunks: list[tuple[float, bytes]]) -> list
     return [schedule_errors_ms(s.sdk or [], chunks) for s in streams]
 
 
+def match_cost(rec: Recording, count: int = 1000, repeats: int = 2000) -> None:
+    """Time one match (matching.request_form + the index's lookup) with ``count`` recordings in the folder.
+
+    The folder holds ``rec`` and ``count - 1`` copies of it that differ in their prompt ("... (copy N)"),
+    written to a temporary folder and removed after. Timed apart: a hit (the request in another
+    client's spelling, ``temperature: 0.0``, ``n: 1``), a miss with its closest-recording hint, and the
+    index's check that the folder has not changed, which runs before each match. None of it is
+    inside the schedule of the request's own stream, which starts after the match.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        data = rec.to_dict()
+        for i in range(count - 1):
+            copy = json.loads(json.dumps(data))
+            copy["name"] = f"{rec.name}-copy-{i}"
+            copy["request"]["body"]["messages"][-1]["content"] += f" (copy {i})"
+            Path(folder, f"{copy['name']}.json").write_text(json.dumps(copy))
+        Path(folder, f"{rec.name}.json").write_text(rec.dumps())
+        in_folder = RecordingIndex(folder)
+        assert len(in_folder.entries()) == count
+        unchanged = timeit.timeit(in_folder.entries, number=repeats // 10) / (repeats // 10)
+        index = RecordingIndex(in_folder.recordings())  # the same recordings, without the folder check
+    body = {**rec.request["body"], "temperature": 0.0, "n": 1}
+    match = index.find(rec.path, body)
+    assert match is not None and match.entry.recording.name == rec.name
+    hit = timeit.timeit(lambda: index.find(rec.path, body), number=repeats) / repeats
+    miss = {**body, "temperature": 0.5}
+    closest = timeit.timeit(lambda: index.closest(rec.path, miss), number=repeats // 10) / (repeats // 10)
+    print(f"\nmatching with {count} recordings in the folder ({repeats} matches), per request:")
+    print(f"  a hit, spelt otherwise (temperature 0.0, n 1): {hit * 1e6:.1f} us (target: well under 1 ms)")
+    print(f"  a miss's closest-recording hint (the 404 only): {closest * 1e3:.2f} ms")
+    print(f"  the index's check that the folder is unchanged ({count} stats): {unchanged * 1e3:.2f} ms")
+    print("  each runs once per request, before that request's first byte; run on the server's loop,")
+    print("  it delays the events of the other streams then being sent by as long")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--recording", default=SEED, help="recording name (default: %(default)s)")
@@ -525,9 +565,10 @@ def main(argv: list[str] | None = None) -> int:
         "--attack-rounds",
         type=int,
         default=5,
-        help="rounds per attack, and as many without (default: %(default)s)",
+        help="rounds per attack, and as many without; 0: none (default: %(default)s)",
     )
     parser.add_argument("--attacks-only", action="store_true", help="run only the two attacks")
+    parser.add_argument("--match-only", action="store_true", help="only time a match, with 1,000 recordings")
     args = parser.parse_args(argv)
 
     rec = load_recording(args.recording, Path(args.recordings) if args.recordings else RECORDINGS_DIR)
@@ -539,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load average {load} (other work here shows in the figures)")
     print(f"priority: {raise_priority()}")
+    match_cost(rec)
+    if args.match_only:
+        return 0
     print(allow_descriptors(args.idle))
     port = _free_port()
     server = start_server(port, args.recordings)

@@ -22,6 +22,26 @@ def test_replay_names_the_recording_that_answered(monkeypatch):
     assert last_source().startswith("source: seed-chat-count-to-100-stream:")
 
 
+def test_replay_says_when_include_usage_was_not_recorded(monkeypatch):
+    # The seed was recorded without include_usage: its stream answers, unchanged, and the source says so.
+    monkeypatch.delenv("STREAMSCOPE_BACKEND", raising=False)
+    client = streamscope.client(speed=0)
+    usage = {"include_usage": True}
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-3.5-turbo", messages=COUNT, temperature=0, stream=True, stream_options=usage
+        )
+    )
+    assert all(chunk.usage is None for chunk in chunks)
+    assert last_source().startswith("source: seed-chat-count-to-100-stream:")
+    assert last_source().endswith(
+        "(stream_options.include_usage was asked, but the recording was made without it: "
+        "the stream as recorded, with no usage chunk (as a server that ignores the option answers))"
+    )
+    list(client.chat.completions.create(model="gpt-3.5-turbo", messages=COUNT, temperature=0, stream=True))
+    assert "include_usage" not in last_source()
+
+
 def test_live_names_the_server():
     assert last_source("http://localhost:11434/v1").startswith("source: live http://localhost:11434/v1, ")
 

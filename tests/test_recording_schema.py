@@ -20,7 +20,8 @@ import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamscope.recording import Recording, api_path, load_folder
+from streamscope.matching import api_path
+from streamscope.recording import Recording, load_folder
 from streamscope.recording_schema import first_problem
 from streamscope.replay import REQUEST_ID_HEADER, RecordingIndex, ReplayServer
 from synthetic_recordings import CHAT_BODY, synthetic_chat_recording, synthetic_completion_recording

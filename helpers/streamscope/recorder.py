@@ -47,7 +47,8 @@ from .backends.registry import shared_local_server
 from .backends.switch import active_backend, api_key_for, resolve
 from .chunks import model_of, sse_payloads
 from .errors import BackendError, RecordError, RecordingError, StreamFormatError
-from .recording import Event, Incomplete, Recording, api_path, event_bytes
+from .matching import api_path
+from .recording import Event, Incomplete, Recording, event_bytes
 from .sse import EventSplitter
 
 __all__ = [

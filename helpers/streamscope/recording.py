@@ -51,31 +51,24 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RecordingError
+from .matching import match_key
 from .recording_schema import FORMAT_VERSION, first_problem
 
 __all__ = [
     "FORMAT_VERSION",
-    "IGNORED_REQUEST_FIELDS",
     "RECORDINGS_DIR",
     "Event",
     "Incomplete",
     "Recording",
-    "api_path",
     "event_bytes",
     "iter_recordings",
     "load_folder",
     "load_recording",
-    "match_key",
-    "relevant_fields",
     "without_duplicates",
 ]
 
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 
-# Request fields that cannot change what the model returns. Everything else in the
-# body (model, messages/prompt/input, temperature, max_tokens, n, stream,
-# stream_options, tools, ...) must match for a recording to answer a request.
-IGNORED_REQUEST_FIELDS = frozenset({"user", "metadata", "store", "safety_identifier", "prompt_cache_key"})
 
 _PROVENANCE_KEYS = ("source", "server", "model", "date", "method", "timing_resolution_s", "notes")
 
@@ -134,6 +127,7 @@ class Recording:
         return f"{self.name}: {p.get('model', '?')}, {verb} {where}, {p.get('date', '?')}{ended}"
 
     def match_key(self) -> str:
+        """This recording's request as ``matching.match_key`` spells it: equal keys, the same request."""
         return match_key(self.path, self.request.get("body") or {})
 
     def sse_bytes(self) -> bytes:
@@ -229,22 +223,6 @@ class Recording:
         except ValueError as exc:  # the only other one json.loads raises: an integer of over 4300 digits
             raise RecordingError(f"{path}: not readable JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
-
-
-def api_path(path: str) -> str:
-    """An API path in its full form: ``chat/completions`` -> ``/v1/chat/completions``."""
-    path = "/" + path.strip("/")
-    return path if path.startswith("/v1/") else "/v1" + path
-
-
-def relevant_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a request body that can change what the model returns (all but the ignored ones)."""
-    return {k: v for k, v in body.items() if k not in IGNORED_REQUEST_FIELDS}
-
-
-def match_key(path: str, body: Mapping[str, Any]) -> str:
-    """The identity of a request for replay: its path and its output-changing fields."""
-    return api_path(path) + " " + json.dumps(relevant_fields(body), sort_keys=True, separators=(",", ":"))
 
 
 def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recording]:

@@ -31,7 +31,10 @@ def last_source(backend: str | None = None) -> str:
     server = shared_replay_server()
     line = server.sent_line()  # the latest request the replay server answered
     served = server.recording(line["recording"]) if line is not None else None
-    return f"source: {served.label}" if served is not None else "source: nothing replayed yet"
+    if line is None or served is None:
+        return "source: nothing replayed yet"
+    note = f" ({line['note']})" if line["note"] else ""  # what the answer said beside it (x-streamscope-note)
+    return f"source: {served.label}{note}"
 
 
 def _replay_request_id(stream: Any) -> int | None:

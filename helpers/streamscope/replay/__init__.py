@@ -5,11 +5,14 @@ loopback, so the official SDK (or curl, or any client) can be pointed at it with
 ``base_url``. Each request is answered by the recording that matches it, at the
 recorded pace.
 
-Which recording answers a request: the one whose path and request body are equal
-to the request's, ignoring the body fields that cannot change the output
-(``recording.IGNORED_REQUEST_FIELDS``: user, metadata, store, ...). Key order and
-whitespace do not matter; every other field does (model, messages, temperature,
-stream, stream_options, ...). ``python -m streamscope list`` shows what is recorded.
+Which recording answers a request: the one whose path and request are the same request
+as the API reads them (``matching.request_form``: numbers as JSON numbers, defaults as
+absent, a string content as its one-part list, the fields that cannot change the output
+left out; the README's table). Failing that, a streamed request asking for
+``stream_options.include_usage`` is answered by the recording made without it, unchanged
+(no usage chunk is made up), with the header ``x-streamscope-note`` saying so: the answer
+of a server that ignores the option. ``python -m streamscope list`` shows what is recorded;
+a 404 names the closest recording and the fields in which it differs.
 
 Pace: a streamed recording's events go out at their recorded offsets (``event.t``)
 measured from the request's arrival, divided by the speed factor (1 = as recorded,
@@ -81,11 +84,13 @@ from .contract import (
     ENDPOINTS,
     FAULT_HEADER,
     MAX_BODY_BYTES,
+    NOTE_HEADER,
     REQUEST_ID_HEADER,
     REQUEST_TIMEOUT_S,
     SENT_LOG_LENGTH,
     SENT_LOG_PATH,
     SPEED_HEADER,
+    USAGE_NOT_RECORDED,
     Fault,
     check_speed,
 )
@@ -96,11 +101,13 @@ __all__ = [
     "ENDPOINTS",
     "FAULT_HEADER",
     "MAX_BODY_BYTES",
+    "NOTE_HEADER",
     "REQUEST_ID_HEADER",
     "REQUEST_TIMEOUT_S",
     "SENT_LOG_LENGTH",
     "SENT_LOG_PATH",
     "SPEED_HEADER",
+    "USAGE_NOT_RECORDED",
     "Fault",
     "RecordingIndex",
     "ReplayServer",

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import BackendError
-from ..recording import api_path
+from ..matching import api_path
 from .contract import (
     _HOW_TO_GO_LIVE,
     _HOW_TO_LIST,
@@ -27,6 +27,7 @@ from .contract import (
     ENDPOINTS,
     FAULT_HEADER,
     MAX_BODY_BYTES,
+    NOTE_HEADER,
     REQUEST_ID_HEADER,
     REQUEST_TIMEOUT_S,
     SENT_LOG_PATH,
@@ -38,7 +39,7 @@ from .contract import (
     _short,
     check_speed,
 )
-from .index import RecordingIndex, _Entry
+from .index import CLOSEST_NAMED, Match, RecordingIndex
 from .sending import _replay_headers, _Sent, _sent_events, _sleep_until, _Stats
 from .worker import BodyWorker, cheap
 
@@ -83,10 +84,10 @@ def _unknown_request(index: RecordingIndex, path: str, body: dict[str, Any]) -> 
     if closest is None:
         hint = f"No recording is for {path}."
     else:
-        entry, differing = closest
-        fields = ", ".join(k[:_QUOTE_CHARS] for k in differing[:10])
-        more = f" and {len(differing) - 10} more" if len(differing) > 10 else ""
-        hint = f"The closest recording, {entry.recording.name!r}, differs in: {fields}{more}."
+        differing = closest.differing
+        fields = ", ".join(_short.repr(k)[1:-1] for k in differing[:CLOSEST_NAMED])
+        more = " and more" if len(differing) > CLOSEST_NAMED else ""
+        hint = f"The closest recording, {closest.entry.recording.name!r}, differs in: {fields}{more}."
     if index.problems:
         files = sorted(index.problems)
         hint += (
@@ -161,7 +162,7 @@ def _parse_body(raw: bytes, path: str) -> dict[str, Any] | Response:
     return body
 
 
-def match_body(index: RecordingIndex, path: str, raw: bytes, *, hint: bool) -> _Entry | Response | None:
+def match_body(index: RecordingIndex, path: str, raw: bytes, *, hint: bool) -> Match | Response | None:
     """The recording that answers ``POST path`` with body ``raw``, or the error that answers it.
 
     With ``hint=False``, None where no recording answers (the 404 compares the body with every
@@ -171,15 +172,15 @@ def match_body(index: RecordingIndex, path: str, raw: bytes, *, hint: bool) -> _
     if isinstance(body, Response):
         return body
     try:
-        entry = index.find(path, body)
-        if entry is None and hint:
+        match = index.find(path, body)
+        if match is None and hint:
             return _unknown_request(index, path, body)
     except RecursionError:  # read, but too deep to compare or quote
         return _error(400, f"The body of POST {path} is nested too deeply.")
-    return entry
+    return match
 
 
-async def _matched(index: RecordingIndex, worker: BodyWorker, path: str, raw: bytes) -> _Entry | Response:
+async def _matched(index: RecordingIndex, worker: BodyWorker, path: str, raw: bytes) -> Match | Response:
     """``match_body``: in the loop when the body is cheap to read and a recording answers it, else in
     the body worker's process."""
     found = match_body(index, path, raw, hint=False) if cheap(raw) else None
@@ -194,12 +195,13 @@ async def _matched(index: RecordingIndex, worker: BodyWorker, path: str, raw: by
         return _error(
             500, f"The replay server's body reader stopped while reading POST {path}.", kind="server_error"
         )
-    if isinstance(outcome, str):
-        entry = index.named(outcome)
+    if isinstance(outcome[0], str):
+        name, note = outcome
+        entry = index.named(name)
         if entry is not None:
-            return entry
+            return Match(entry, note=note)
         return _error(
-            404, f"The recording {outcome!r} that answers this request was just removed. {_HOW_TO_LIST}"
+            404, f"The recording {name!r} that answers this request was just removed. {_HOW_TO_LIST}"
         )
     status, content, headers = outcome
     return Response(content, status_code=status, headers=dict(headers))
@@ -239,9 +241,10 @@ def create_app(
         except ValueError as exc:
             grammar = "cut-after=N, error-after=N, stall=S, stall-after=N (comma-separated; N counts events)"
             return _error(400, f"Header {FAULT_HEADER}: {exc}. It takes {grammar}.")
-        entry = await _matched(index, worker, path, raw)
-        if isinstance(entry, Response):
-            return entry
+        match = await _matched(index, worker, path, raw)
+        if isinstance(match, Response):
+            return match
+        entry = match.entry
         rec = entry.recording
         if fault is not None and not rec.streamed:
             return _error(400, f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response.")
@@ -251,9 +254,12 @@ def create_app(
             path=api_path(path),
             fault=request.headers.get(FAULT_HEADER),
             events_total=len(rec.events or []),
+            note=match.note,
         )
         stats.sent.append(line)
         headers = {**_replay_headers(rec), REQUEST_ID_HEADER: str(line.request)}
+        if match.note is not None:
+            headers[NOTE_HEADER] = match.note
         if rec.streamed or rec.incomplete is not None:
             events = _sent_events(entry, start, pace, stats, line, fault, request.scope.get(TRANSPORT_KEY))
             media_type = "text/event-stream" if rec.streamed else None

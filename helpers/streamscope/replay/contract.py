@@ -12,19 +12,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BackendError
-from ..recording import IGNORED_REQUEST_FIELDS
 
 __all__ = [
     "ARRIVAL_KEY",
     "ENDPOINTS",
     "FAULT_HEADER",
     "MAX_BODY_BYTES",
+    "NOTE_HEADER",
     "REQUEST_ID_HEADER",
     "REQUEST_TIMEOUT_S",
     "SENT_LOG_LENGTH",
     "SENT_LOG_PATH",
     "SPEED_HEADER",
     "TRANSPORT_KEY",
+    "USAGE_NOT_RECORDED",
     "Fault",
     "check_speed",
 ]
@@ -50,9 +51,16 @@ _HOW_TO_GO_LIVE = (
     "or STREAMSCOPE_BACKEND=<base URL of an OpenAI-compatible server>."
 )
 _MATCH_RULE = (
-    "A recording answers a request when the path and every body field are equal, except "
-    + ", ".join(sorted(IGNORED_REQUEST_FIELDS))
-    + "."
+    "A recording answers a request when the path and every field that can change the output are equal "
+    "as the API reads them (0 = 0.0, a field at its default = the field left out, a string content = its "
+    "one-part list; the README's table 'Which recording answers a request')."
+)
+# What the answer says (header and streamscope.last_source()) when include_usage was asked of a
+# recording made without it: the stream goes out as recorded, as from a server that ignores the option.
+NOTE_HEADER = "x-streamscope-note"
+USAGE_NOT_RECORDED = (
+    "stream_options.include_usage was asked, but the recording was made without it: "
+    "the stream as recorded, with no usage chunk (as a server that ignores the option answers)"
 )
 
 

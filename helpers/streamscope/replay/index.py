@@ -12,19 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RecordingError
-from ..recording import (
-    RECORDINGS_DIR,
-    FileCache,
-    Recording,
-    api_path,
-    event_bytes,
-    load_folder,
-    match_key,
-    relevant_fields,
-    without_duplicates,
-)
+from ..matching import api_path, differing_fields, match_key, request_form, unread_fields
+from ..recording import RECORDINGS_DIR, FileCache, Recording, event_bytes, load_folder, without_duplicates
+from .contract import USAGE_NOT_RECORDED
 
 __all__ = [
+    "CLOSEST_NAMED",
+    "Closest",
+    "Match",
     "RecordingIndex",
 ]
 
@@ -34,7 +29,7 @@ class _Entry:
     """A recording with its events laid out for sending."""
 
     recording: Recording
-    relevant_body: dict[str, Any]
+    form: dict[str, Any]  # its request's form (matching.request_form)
     offsets: tuple[float, ...]
     payloads: tuple[bytes, ...]
 
@@ -48,7 +43,7 @@ class _Entry:
             events = [(recording.elapsed or recording.incomplete.t, text.encode())]
         return cls(
             recording=recording,
-            relevant_body=relevant_fields(body),
+            form=request_form(recording.path, body),
             offsets=tuple(t for t, _ in events),
             payloads=tuple(raw for _, raw in events),
         )
@@ -83,6 +78,7 @@ class RecordingIndex:
         self._files: FileCache = {}
         self._entries: dict[str, _Entry] = {}
         self.version = 0  # counts the changes to what is answered
+        self._fields: frozenset[str] = frozenset()  # every field some recording's form has (_fields_of)
         self._report = report
         self.problems: dict[str, str] = {}
         if source is None or isinstance(source, str | Path):
@@ -120,6 +116,12 @@ class RecordingIndex:
                 self._report(problem)
         self._entries, self.problems = entries, problems
         self.version += 1
+        self._fields = self._fields_of(entries)
+
+    @staticmethod
+    def _fields_of(entries: dict[str, _Entry]) -> frozenset[str]:
+        # stream_options too, always: find() answers include_usage without a recording that has it.
+        return frozenset(name for entry in entries.values() for name in entry.form) | {"stream_options"}
 
     def _refresh(self) -> None:
         if self.directory is None:
@@ -153,22 +155,73 @@ class RecordingIndex:
         with self._lock:
             return self.version, [light(e.recording) for e in self._entries.values()], dict(self.problems)
 
-    def find(self, path: str, body: dict[str, Any]) -> _Entry | None:
-        self._refresh()
-        return self._entries.get(match_key(path, body))
+    def find(self, path: str, body: dict[str, Any]) -> Match | None:
+        """The recording that answers ``body`` sent to ``path`` (the rule: ``matching.request_form``).
 
-    def closest(self, path: str, body: dict[str, Any]) -> tuple[_Entry, list[str]] | None:
-        """The recording for the same path that differs from ``body`` in the fewest fields."""
-        relevant = relevant_fields(body)
-        best: tuple[_Entry, list[str]] | None = None
-        for entry in self.entries():
+        A streamed request with ``stream_options.include_usage`` that no recording made with it
+        answers is answered by the recording of the same request without it, with a note
+        (``USAGE_NOT_RECORDED``): the recorded stream unchanged, as from a server that ignores
+        the option. No usage chunk is made up.
+        """
+        self._refresh()
+        fields = self._fields
+        if unread_fields(path, body, fields, limit=1):  # a field no recording has: nothing can match
+            return None
+        form = request_form(path, body, fields=fields)
+        entry = self._entries.get(match_key(path, form))
+        if entry is not None:
+            return Match(entry)
+        options = form.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            rest = {k: v for k, v in options.items() if k != "include_usage"}
+            without = {k: v for k, v in form.items() if k != "stream_options"}
+            if rest:
+                without["stream_options"] = rest
+            entry = self._entries.get(match_key(path, without))
+            if entry is not None:
+                return Match(entry, note=USAGE_NOT_RECORDED)
+        return None
+
+    def closest(self, path: str, body: dict[str, Any]) -> Closest | None:
+        """The recording for the same path whose request differs from ``body`` in the fewest fields.
+
+        Bounded work, whatever the body: only the fields that recordings have are formed and
+        compared; of the others, the first few are named, their values not read (beyond a default check).
+        """
+        self._refresh()
+        fields = self._fields
+        unread = unread_fields(path, body, fields, limit=CLOSEST_NAMED + 1)  # one more says "and more"
+        form = request_form(path, body, fields=fields)
+        best: Closest | None = None
+        compared = 0
+        for entry in self._entries.values():
             if api_path(entry.recording.path) != api_path(path):
                 continue
-            keys = sorted(set(relevant) | set(entry.relevant_body))
-            differing = [k for k in keys if relevant.get(k, _MISSING) != entry.relevant_body.get(k, _MISSING)]
-            if best is None or len(differing) < len(best[1]):
-                best = (entry, differing)
+            compared += len(form.keys() | entry.form.keys())
+            differing = differing_fields(form, entry.form)
+            if best is None or len(differing) < len(best.differing):
+                best = Closest(entry, differing)
+        if best is not None:
+            best.differing[:0] = unread
+            best.compared = compared
         return best
 
 
-_MISSING = object()
+CLOSEST_NAMED = 10  # differing fields a 404 names
+
+
+@dataclass(frozen=True)
+class Match:
+    """The recording that answers a request, and what the answer must say about it (or None)."""
+
+    entry: _Entry
+    note: str | None = None
+
+
+@dataclass
+class Closest:
+    """The recording nearest a request that none answers: the fields that differ, and the work it took."""
+
+    entry: _Entry
+    differing: list[str]
+    compared: int = 0  # fields compared, over all the recordings for the path

@@ -11,10 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..recording import (
-    Recording,
-    api_path,
-)
+from ..matching import api_path
+from ..recording import Recording
 from .contract import FAULT_HEADER, SENT_LOG_LENGTH, Fault
 from .index import _Entry
 
@@ -47,6 +45,7 @@ class _Sent:
     path: str
     fault: str | None  # the x-streamscope-fault header, as asked
     events_total: int  # events in the recording (a non-streamed body counts as none)
+    note: str | None  # what the answer said beside the recording (NOTE_HEADER), if anything
     events_sent: int = 0  # whole events written to the connection
     bytes_sent: int = 0
     last_write_s: float | None = None  # seconds from the request's arrival to the latest write

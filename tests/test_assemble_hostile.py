@@ -362,6 +362,35 @@ def test_usage_nested_500_levels_is_printed() -> None:
     assert usage == 1
 
 
+def nested_lists(levels: int) -> bytes:
+    return b"[" * levels + b"1" + b"]" * levels
+
+
+def test_usage_of_lists_nested_500_levels_is_printed() -> None:
+    # Lists, not objects: the check that a list holds JSON data recursed, one frame per level.
+    done = cli(stdin=raw_chat(usage=nested_lists(500)))
+    assert (done.returncode, done.stderr) == (0, b"")
+    usage = json.loads(done.stdout)["usage"]
+    for _ in range(500):
+        (usage,) = usage
+    assert usage == 1
+
+
+@pytest.mark.parametrize("levels", [500, 900, 995, 1000, 5000])
+@pytest.mark.parametrize("shape", [nested, nested_lists], ids=["objects", "lists"])
+@pytest.mark.parametrize("where", ["usage", "delta"])
+def test_any_nesting_is_printed_or_bad_input(levels: int, shape: Any, where: str) -> None:
+    value = shape(levels)
+    body = raw_chat(usage=value) if where == "usage" else raw_chat(content=b'"kept", "x": %s' % value)
+    done = cli(stdin=body)
+    assert b"Traceback" not in done.stderr
+    if done.returncode == 0:
+        assert done.stderr == b"" and json.loads(done.stdout)["choices"][0]["message"]["content"] == "kept"
+    else:
+        assert (done.returncode, done.stdout, done.stderr.count(b"\n")) == (2, b"", 1)
+        assert b"nested too deeply" in done.stderr
+
+
 def test_nesting_deeper_than_a_reader_can_follow_is_bad_input() -> None:
     body = raw_chat(usage=nested(100_000))
     with pytest.raises(StreamFormatError, match="nested too deeply"):

@@ -15,7 +15,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 from streamscope import charts
-from streamscope.charts import LiveChart, event_order_chart, field_times_chart, itl_histogram
+from streamscope.charts import LiveChart, event_order_chart, event_types, field_times_chart, itl_histogram
 from streamscope.charts.static import (
     field_times_png,
     histogram_png,
@@ -89,6 +89,27 @@ def test_a_chart_that_was_not_displayed_shows_no_image(displayed):
     assert displayed == []
 
 
+def test_event_types_shows_its_widget_then_its_image(displayed):
+    delta = "response.output_text.delta"
+    types = ["response.created", delta, delta, "response.completed"]
+    chart = event_types([0.1, 0.1, 0.2, 0.3], types)
+    chart._ipython_display_()
+    widget, image = displayed
+    assert widget["text/plain"] == "MeasuredChart('Events by type: 4 events of 3 types')"
+    assert len(widget["text/plain"]) < 100  # not the figure's arrays
+    assert pixels_of(base64.b64decode(image["image/png"])) > 20
+
+
+def test_itl_histogram_leaves_out_long_pauses_and_names_them(displayed):
+    # The seed's shape: gaps at a 10 ms clock's steps, and two long pauses that would squeeze them.
+    gaps = [0.0] * 100 + [0.01] * 150 + [0.02] * 10 + [0.14, 0.73]
+    chart = itl_histogram(gaps)
+    assert chart.description == "Gaps between chunks: histogram of 262 gaps"
+    assert chart.figure.layout.title.text == "Gaps between chunks (not drawn: 140.0, 730.0 ms)"
+    assert chart.figure.layout.xaxis.range == (0, 31.0)  # three times the 95th percentile, 10 ms
+    assert pixels_of(chart.png) > 100
+
+
 def test_itl_histogram_shows_its_widget_then_its_image(displayed):
     itl_histogram([0.001, 0.002, 0.0025, 0.04])._ipython_display_()
     widget, image = displayed
@@ -119,31 +140,49 @@ def test_the_order_and_field_charts_show_their_widget_then_their_image(displayed
     assert pixels_of(base64.b64decode(field_image["image/png"])) > 5
 
 
-def _chart_cells(notebook: Path) -> list[list[dict]]:
-    """The outputs of each code cell that displays a chart widget."""
+NOTEBOOK_NAMES = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
+MAX_TEXT_PLAIN = 2000  # characters: a longer text/plain is a dump, not something to read
+
+
+def _outputs(notebook: Path) -> list[list[dict]]:
+    """The outputs of each code cell."""
     cells = json.loads(notebook.read_text())["cells"]
-    return [
-        cell["outputs"]
-        for cell in cells
-        if any(WIDGET_VIEW_MIME in output.get("data", {}) for output in cell.get("outputs", []))
+    return [cell.get("outputs", []) for cell in cells if cell["cell_type"] == "code"]
+
+
+def test_the_charted_notebooks_are_found():
+    charted = [
+        name
+        for name in NOTEBOOK_NAMES
+        if any(
+            WIDGET_VIEW_MIME in output.get("data", {})
+            for outputs in _outputs(NOTEBOOKS / f"{name}.ipynb")
+            for output in outputs
+        )
     ]
+    assert "01_streaming_chat_completions" in charted, charted
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "01_streaming_chat_completions",
-        "02_streaming_legacy_completions",
-        "06_reasoning_streams",
-        "07_structured_output_streaming",
-    ],
-)
-def test_each_committed_chart_is_followed_by_a_static_image_that_shows_it(name):
-    cells = _chart_cells(NOTEBOOKS / f"{name}.ipynb")
-    assert cells, f"{name} displays no chart"
-    for outputs in cells:
-        last = outputs[-1].get("data", {})
-        assert "image/png" in last, f"{name}: a chart cell's last output is not an image: {sorted(last)}"
-        png = base64.b64decode(last["image/png"])
-        assert png_size(png)[0] >= 300
-        assert pixels_of(png) > 20, f"{name}: the static image shows no curve or bars"
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_each_committed_widget_is_followed_by_a_static_image_that_shows_it(name):
+    for outputs in _outputs(NOTEBOOKS / f"{name}.ipynb"):
+        for position, output in enumerate(outputs):
+            if WIDGET_VIEW_MIME not in output.get("data", {}):
+                continue
+            image = next(
+                (later["data"] for later in outputs[position + 1 :] if "image/png" in later.get("data", {})),
+                None,
+            )
+            assert image is not None, f"{name}: a widget output is not followed by its static image"
+            png = base64.b64decode(image["image/png"])
+            assert png_size(png)[0] >= 300
+            assert pixels_of(png) > 20, f"{name}: the static image shows no curve or bars"
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_no_saved_text_plain_is_a_dump(name):
+    for outputs in _outputs(NOTEBOOKS / f"{name}.ipynb"):
+        for output in outputs:
+            text = output.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            assert len(text) <= MAX_TEXT_PLAIN, f"{name}: a text/plain output of {len(text)} characters"

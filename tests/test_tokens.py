@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import inspect
 import json
@@ -279,3 +280,50 @@ def test_cookbook_2024_usage_offline():
     assert count_chat_prompt_tokens(body["messages"], body["model"]) == usage["prompt_tokens"]
     visible = count_text_tokens(recording.body["choices"][0]["message"]["content"], body["model"])
     assert usage["completion_tokens"] - visible in (0, 1)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),  # EOFError before
+        pytest.param(lambda data: b"not gzip at all", id="not-gzip"),  # gzip.BadGzipFile before
+        pytest.param(lambda data: data[:20] + bytes(200) + data[220:], id="zeroed"),  # zlib.error
+        pytest.param(lambda data: gzip.compress(b"\xff\xfe"), id="not-ascii"),  # UnicodeDecodeError
+        pytest.param(lambda data: gzip.compress(b"! x AAAA\n"), id="bad-offset"),  # ValueError
+    ],
+)
+def test_damaged_ranks_file_names_the_fix(damage, tmp_path, monkeypatch):
+    stored = tmp_path / "p50k_base.ranks.gz"
+    stored.write_bytes(damage((tokens.ENCODINGS_DIR / "p50k_base.ranks.gz").read_bytes()))
+    monkeypatch.setattr(tokens, "ENCODINGS_DIR", tmp_path)
+    monkeypatch.setattr(tokens, "_bundled", {})
+    with pytest.raises(TokenizerUnavailable, match=r"p50k_base.ranks.gz.*tools/fetch_encodings.py"):
+        encoding_for_model("text-davinci-003", download=False)
+
+
+def test_missing_ranks_file_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(tokens, "ENCODINGS_DIR", tmp_path)
+    monkeypatch.setattr(tokens, "_bundled", {})
+    with pytest.raises(TokenizerUnavailable, match=r"o200k_base.ranks.gz.*tools/fetch_encodings.py"):
+        encoding_for_model("gpt-4o")
+
+
+def _gpt2_cache_files(directory: Path) -> list[Path]:
+    urls = [
+        f"https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/{f}"
+        for f in ("vocab.bpe", "encoder.json")
+    ]
+    return [directory / hashlib.sha1(url.encode()).hexdigest() for url in urls]
+
+
+def test_corrupt_cache_without_download_never_reaches_the_network(empty_tiktoken_cache):
+    # The no_network fixture fails the test on any download; tiktoken itself deletes a file
+    # whose hash is wrong and fetches it again.
+    for cached in _gpt2_cache_files(empty_tiktoken_cache):
+        cached.write_bytes(b"damaged")
+    tiktoken.registry.ENCODINGS.pop("gpt2", None)
+    with pytest.raises(TokenizerUnavailable) as info:
+        encoding_for_model("gpt2", download=False)
+    message = str(info.value)
+    assert "'gpt2'" in message and "damaged" in message and "sha256" in message
+    assert all(cached.exists() for cached in _gpt2_cache_files(empty_tiktoken_cache))  # left for the user

@@ -73,13 +73,28 @@ def plain(value: Any) -> Any:
     if isinstance(value, _SCALARS) or type(value) is dict:
         return value
     if type(value) is list:
-        if all(isinstance(v, _SCALARS) or type(v) is dict for v in value):
+        if _is_json_list(value):
             return value
         return [plain(v) for v in value]
     dump = getattr(value, "model_dump", None)
     if dump is None:
         raise TypeError(f"not a JSON value or a pydantic model: {type(value).__name__}")
     return dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def _is_json_list(value: list[Any]) -> bool:
+    """Whether a list holds JSON data only (dicts are JSON objects), however deeply its lists nest.
+
+    Iterative: a stream can nest lists hundreds of levels deep within what its JSON reader takes.
+    """
+    stack = [value]
+    while stack:
+        for item in stack.pop():
+            if type(item) is list:
+                stack.append(item)
+            elif not (isinstance(item, _SCALARS) or type(item) is dict):
+                return False
+    return True
 
 
 def text_and_output(chunk: Any) -> tuple[str, bool]:

@@ -1,8 +1,8 @@
 """The exceptions streamscope raises on purpose, all rooted in :class:`StreamscopeError`.
 
 Each says in its message what went wrong and what to do about it, in one line, so that
-the command line can print it as it is. ``except StreamscopeError`` catches them all;
-the classes that reject a bad value are also ``ValueError`` s.
+the command line can print it as it is, and a notebook shows that line alone. ``except
+StreamscopeError`` catches them all; the classes that reject a bad value are also ``ValueError`` s.
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 class StreamscopeError(Exception):
     """Something streamscope was asked to do cannot be done; the message says why."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook: a notebook shows this one line, not the frames inside streamscope that led
+        # here (the cause, if any, stays on __cause__ for %tb or traceback.print_exception).
+        return [f"{type(self).__name__}: {self}"]
 
 
 class BackendError(StreamscopeError, ValueError):
@@ -53,7 +58,3 @@ class TokenizerUnavailable(StreamscopeError, LookupError):
 
 class LocalServerError(StreamscopeError, RuntimeError):
     """The local server cannot run; the message names the command that fixes it, in one line."""
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython's hook: a notebook shows this one line, not the frames that led here.
-        return [f"{type(self).__name__}: {self}"]

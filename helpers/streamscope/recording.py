@@ -43,7 +43,9 @@ of its own invention; charts of it show the order of events, never time.
 ``t`` is the arrival offset, in seconds, of the end of that event measured from the
 moment the request was sent; ``raw`` is the event's SSE text exactly as received
 (including its terminating blank line). Files are written with a fixed key order
-and one event per line, so a diff between two recordings reads line by line.
+and one event per line, so a diff between two recordings reads line by line. What each field
+must hold is checked when a file is read (``recording_schema``): a file that breaks it is a
+RecordingError naming the file and the field.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from typing import Any
 
 from .errors import RecordingError
 from .matching import match_key
+from .recording_schema import FORMAT_VERSION, first_problem
 
 __all__ = [
     "FORMAT_VERSION",
@@ -70,7 +73,6 @@ __all__ = [
     "without_duplicates",
 ]
 
-FORMAT_VERSION = 1
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 
 
@@ -197,46 +199,50 @@ class Recording:
         path.write_text(self.dumps(), encoding="utf-8")
         return path
 
+    def check(self) -> Recording:
+        """This recording, if the replay server can serve it as it is; else RecordingError naming why."""
+        problem = first_problem(self.to_dict())
+        if problem is not None:
+            raise RecordingError(f"{self.name}: {problem}")
+        return self
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Recording:
-        try:
-            if data.get("streamscope_recording") != FORMAT_VERSION:
-                raise RecordingError(
-                    f"{source}: not a streamscope recording (format version "
-                    f"{data.get('streamscope_recording')!r}, expected {FORMAT_VERSION})"
-                )
-            response = data["response"]
-            events = response.get("events")
-            ended = response.get("incomplete")
-            if data["provenance"].get("per_chunk_timing") is False and any(
-                float(e["t"]) for e in events or []
-            ):
-                raise RecordingError(
-                    f"{source}: says per_chunk_timing is false, yet gives its events times other than 0"
-                )
-            return cls(
-                name=data["name"],
-                provenance=dict(data["provenance"]),
-                request=dict(data["request"]),
-                status=int(response.get("status", 200)),
-                headers=dict(response.get("headers", {})),
-                events=None if events is None else [Event(float(e["t"]), str(e["raw"])) for e in events],
-                body=response.get("body"),
-                elapsed=response.get("elapsed"),
-                incomplete=None
-                if ended is None
-                else Incomplete(str(ended["reason"]), float(ended["t"]), bool(ended["dropped"])),
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise RecordingError(f"{source}: malformed recording ({exc!r})") from exc
+        """The recording ``data`` holds; RecordingError naming ``source`` and the first field that
+        breaks the schema (``recording_schema``)."""
+        problem = first_problem(data)
+        if problem is not None:
+            raise RecordingError(f"{source}: {problem}")
+        response = data["response"]
+        events = response.get("events")
+        ended = response.get("incomplete")
+        return cls(
+            name=data["name"],
+            provenance=dict(data["provenance"]),
+            request=dict(data["request"]),
+            status=response.get("status", 200),
+            headers=dict(response.get("headers", {})),
+            events=None if events is None else [Event(float(e["t"]), e["raw"]) for e in events],
+            body=response.get("body"),
+            elapsed=response.get("elapsed"),
+            incomplete=None
+            if ended is None
+            else Incomplete(ended["reason"], float(ended["t"]), ended["dropped"]),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise RecordingError(f"cannot read recording {path}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise RecordingError(f"{path}: not JSON ({exc})") from exc
+        except RecursionError:
+            raise RecordingError(f"{path}: JSON nested too deeply to read") from None
+        except ValueError as exc:  # the only other one json.loads raises: an integer of over 4300 digits
+            raise RecordingError(f"{path}: not readable JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
 
 
@@ -245,22 +251,52 @@ def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recordin
         yield Recording.load(path)
 
 
-def load_folder(directory: str | Path = RECORDINGS_DIR) -> tuple[list[Recording], dict[str, str]]:
+# What reading one file gave, kept by ``load_folder``'s callers: its (mtime_ns, size) then, and the
+# recording, or why it cannot be used.
+FileCache = dict[str, tuple[tuple[int, int], "Recording | str"]]
+
+
+def _read_file(path: Path) -> Recording | str:
+    """The recording in ``path``, or why it cannot be used."""
+    try:
+        return Recording.load(path)
+    except RecordingError as exc:
+        return str(exc)
+
+
+def load_folder(
+    directory: str | Path = RECORDINGS_DIR, *, cache: FileCache | None = None
+) -> tuple[list[Recording], dict[str, str]]:
     """The usable recordings in a folder, and why each other ``*.json`` file there is skipped.
 
     Files are read in name order; a file is skipped (file name -> reason) when it is not a
-    readable recording (half-written, say), or when it has the name of, or answers the same
-    request as, a file read before it. One bad file never hides the others.
+    readable recording (half-written, say, or a field breaks ``recording_schema``), or when
+    it has the name of, or answers the same request as, a file read before it. One bad file
+    never hides the others. With a ``cache`` (updated in place), a file whose modification
+    time and size are those of the last reading is not read again: a server that re-reads its
+    folder when a file is saved reads only that file, however large the others are.
     """
     loaded: list[tuple[str, Recording]] = []
     skipped: dict[str, str] = {}
+    seen: set[str] = set()
     for path in sorted(Path(directory).glob("*.json")):
         try:
-            loaded.append((path.name, Recording.load(path)))
-        except RecordingError as exc:
-            skipped[path.name] = str(exc)
-        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-            skipped[path.name] = f"{path}: not a usable recording ({type(exc).__name__}: {exc})"
+            stat = path.stat()
+        except OSError:  # removed since the listing
+            continue
+        state = (stat.st_mtime_ns, stat.st_size)
+        known = cache.get(path.name) if cache is not None else None
+        outcome = known[1] if known is not None and known[0] == state else _read_file(path)
+        if cache is not None:
+            cache[path.name] = (state, outcome)
+            seen.add(path.name)
+        if isinstance(outcome, str):
+            skipped[path.name] = outcome
+        else:
+            loaded.append((path.name, outcome))
+    if cache is not None:
+        for gone in set(cache) - seen:
+            del cache[gone]
     recordings, duplicates = without_duplicates(loaded)
     skipped.update((name, f"{Path(directory) / name}: {why}") for name, why in duplicates.items())
     return recordings, skipped

@@ -13,7 +13,9 @@ tiktoken downloads an encoding's ``.tiktoken`` file on first use. Here none need
   the split pattern and the special tokens, so they are tiktoken's, not a copy.
 
 Other encodings (``gpt2``) load from tiktoken's cache when present; otherwise
-:class:`TokenizerUnavailable` says how to get them.
+:class:`TokenizerUnavailable` says how to get them. With ``download=False`` the cache is read by
+a loader that never falls back to the network: tiktoken's own deletes a file whose sha256 is wrong
+and downloads it again, so a damaged cache is reported instead, and left in place.
 
 Chat prompts cost more than their text: each message is wrapped in format tokens and the
 reply is primed. :func:`count_chat_prompt_tokens` follows the OpenAI Cookbook's
@@ -31,6 +33,7 @@ import os
 import tempfile
 import threading
 import types
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,7 +73,9 @@ _BUNDLED_FILES = {
     "r50k_base.tiktoken": ("p50k_base.ranks.gz", 50256),
 }
 BUNDLED_ENCODINGS = ("o200k_base", "o200k_harmony", "p50k_base", "p50k_edit", "r50k_base")
-_bundled: dict[str, tiktoken.Encoding] = {}
+_FETCH_ENCODINGS = "run tools/fetch_encodings.py to rebuild it"
+# Encodings built here rather than by tiktoken's registry: (name, "bundled" or "cached") -> encoding.
+_bundled: dict[tuple[str, str], tiktoken.Encoding] = {}
 _bundled_lock = threading.Lock()
 
 
@@ -90,9 +95,9 @@ def get_encoding(name: str, *, download: bool = True) -> tiktoken.Encoding:
     if offline is not None:
         return tiktoken.get_encoding(offline)
     if name in BUNDLED_ENCODINGS:
-        return _bundled_encoding(name)
-    if not download and not _is_cached(name):
-        raise TokenizerUnavailable(_how_to_get(name))
+        return _constructed(name, "bundled")
+    if not download:
+        return _constructed(name, "cached")
     try:
         return tiktoken.get_encoding(name)
     # requests' errors are OSErrors; a corrupt download is a ValueError (hash mismatch).
@@ -170,15 +175,22 @@ def bundled_tiktoken_file(file_name: str) -> bytes:
     """The official ``file_name`` (e.g. ``o200k_base.tiktoken``) rebuilt from the stored ranks.
 
     A stored line ``! OFFSET TOK TOK ...`` gives the base64 tokens ranked OFFSET, OFFSET+1, ...;
-    the official file has one ``TOK RANK`` line per token, newline-terminated.
+    the official file has one ``TOK RANK`` line per token, newline-terminated. A stored file that
+    is missing or damaged (not gzip, cut short, not in that layout) raises TokenizerUnavailable.
     """
     stored, keep = _BUNDLED_FILES[file_name]
+    path = ENCODINGS_DIR / stored
     lines = []
-    for run in gzip.decompress((ENCODINGS_DIR / stored).read_bytes()).decode("ascii").splitlines():
-        marker, offset, *run_tokens = run.split(" ")
-        if marker != "!":
-            raise ValueError(f"{stored}: a line starts with {marker!r}, not '!'")
-        lines += (f"{token} {rank}" for rank, token in enumerate(run_tokens, int(offset)))
+    try:
+        for run in gzip.decompress(path.read_bytes()).decode("ascii").splitlines():
+            marker, offset, *run_tokens = run.split(" ")
+            if marker != "!":
+                raise ValueError(f"a line starts with {marker[:20]!r}, not '!'")
+            lines += (f"{token} {rank}" for rank, token in enumerate(run_tokens, int(offset)))
+    # gzip: OSError (BadGzipFile), EOFError (cut short), zlib.error; the layout: ValueError.
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise TokenizerUnavailable(f"{path} is missing or damaged ({reason}): {_FETCH_ENCODINGS}") from None
     return ("\n".join(lines[:keep]) + "\n").encode("ascii")
 
 
@@ -192,34 +204,79 @@ def _load_bundled_bpe(tiktoken_bpe_file: str, expected_hash: str | None = None) 
     if expected_hash is None or actual != expected_hash:
         raise TokenizerUnavailable(
             f"{file_name} rebuilt from {ENCODINGS_DIR} has sha256 {actual}, but tiktoken expects "
-            f"{expected_hash}: the stored data is damaged; run tools/fetch_encodings.py"
+            f"{expected_hash}: the stored data is damaged; {_FETCH_ENCODINGS}"
         )
     return {
         base64.b64decode(token): int(rank) for token, rank in (line.split() for line in contents.splitlines())
     }
 
 
-def _bundled_encoding(name: str) -> tiktoken.Encoding:
-    """``name`` built by tiktoken's own constructor, with its file loader pointed at the stored data.
+def _read_cached_offline(blobpath: str, expected_hash: str | None = None) -> bytes:
+    """Stands in for ``tiktoken.load.read_file_cached`` with ``download=False``: the cache or nothing.
 
-    The constructors are module functions of ``tiktoken_ext.openai_public`` that call the module's
-    ``load_tiktoken_bpe``; they run here as copies whose module namespace has that one name
-    replaced (and each other's names, since ``o200k_harmony`` calls ``o200k_base``), so tiktoken
-    itself is left untouched.
+    tiktoken's own deletes a cached file whose sha256 is wrong and downloads it again; this one
+    says the file is damaged and leaves it there.
+    """
+    name = os.path.join(_cache_dir(), _cache_file_name(blobpath))
+    try:
+        with open(name, "rb") as cached:
+            data = cached.read()
+    except OSError:
+        raise _NotCached() from None
+    actual = hashlib.sha256(data).hexdigest()
+    if expected_hash is not None and actual != expected_hash:
+        raise _NotCached(
+            f"tiktoken's cached copy of {blobpath} ({name}) is damaged: sha256 {actual}, expected "
+            f"{expected_hash}. Delete it and run once with network access, or save a good copy there"
+        )
+    return data
+
+
+class _NotCached(Exception):
+    """A file the encoding needs is missing from tiktoken's cache (no message) or damaged there."""
+
+
+def _loaders(kind: str) -> dict[str, types.FunctionType]:
+    """The names the encoding constructors load their files through, for ``kind`` of build."""
+    if kind == "bundled":
+        return {"load_tiktoken_bpe": _load_bundled_bpe}
+    import tiktoken.load
+
+    namespace = {**vars(tiktoken.load), "read_file_cached": _read_cached_offline}
+    return {
+        f.__name__: types.FunctionType(f.__code__, namespace, f.__name__, f.__defaults__)
+        for f in (tiktoken.load.load_tiktoken_bpe, tiktoken.load.data_gym_to_mergeable_bpe_ranks)
+    }
+
+
+def _constructed(name: str, kind: str) -> tiktoken.Encoding:
+    """``name`` built by tiktoken's own constructor, with its file loaders replaced for ``kind``.
+
+    ``bundled``: the stored rank data; ``cached``: tiktoken's cache, never the network. The
+    constructors are module functions of ``tiktoken_ext.openai_public`` that call the module's
+    ``load_tiktoken_bpe`` (or ``data_gym_to_mergeable_bpe_ranks``); they run here as copies whose
+    module namespace has those names replaced (and each other's names, since ``o200k_harmony``
+    calls ``o200k_base``), so tiktoken itself is left untouched.
     """
     import tiktoken
     import tiktoken_ext.openai_public as official
 
+    if name not in official.ENCODING_CONSTRUCTORS:
+        raise TokenizerUnavailable(f"tiktoken has no encoding named {name!r}")
     with _bundled_lock:
-        if name not in _bundled:
-            namespace = {**vars(official), "load_tiktoken_bpe": _load_bundled_bpe}
+        if (name, kind) not in _bundled:
+            namespace = {**vars(official), **_loaders(kind)}
             for constructor in official.ENCODING_CONSTRUCTORS.values():
                 namespace[constructor.__name__] = types.FunctionType(
                     constructor.__code__, namespace, constructor.__name__
                 )
-            spec = namespace[official.ENCODING_CONSTRUCTORS[name].__name__]()
-            _bundled[name] = tiktoken.Encoding(**spec)
-        return _bundled[name]
+            try:
+                spec = namespace[official.ENCODING_CONSTRUCTORS[name].__name__]()
+            except _NotCached as exc:
+                damaged = f"tiktoken encoding {name!r} cannot load offline: {exc}" if exc.args else None
+                raise TokenizerUnavailable(damaged or _how_to_get(name)) from None
+            _bundled[name, kind] = tiktoken.Encoding(**spec)
+        return _bundled[name, kind]
 
 
 def _blob_urls(name: str) -> list[str]:
@@ -239,13 +296,6 @@ def _cache_dir() -> str:
 
 def _cache_file_name(url: str) -> str:
     return hashlib.sha1(url.encode()).hexdigest()
-
-
-def _is_cached(name: str) -> bool:
-    directory = _cache_dir()
-    return bool(directory) and all(
-        os.path.exists(os.path.join(directory, _cache_file_name(url))) for url in _blob_urls(name)
-    )
 
 
 def _how_to_get(name: str) -> str:

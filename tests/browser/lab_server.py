@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 START_TIMEOUT_S = 90.0
-
-# Lab settings for the test's own profile: no news toast over the screenshots.
-PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+# The settings defaults the project ships (make lab and Binder use them): no news prompt over the charts.
+SHIPPED_LAB_SETTINGS = Path(__file__).resolve().parents[2] / "binder" / "lab-settings"
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,6 @@ def isolated_jupyter_env(home: Path) -> dict[str, str]:
     }
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
-    (dirs["JUPYTER_CONFIG_DIR"] / "labconfig").mkdir(exist_ok=True)
-    (dirs["JUPYTER_CONFIG_DIR"] / "labconfig" / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
     env.update({key: str(path) for key, path in dirs.items()})
     return env
 
@@ -101,6 +98,7 @@ def running_lab(root_dir: Path, home: Path) -> Iterator[LabServer]:
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root_dir}",
+        f"--LabApp.app_settings_dir={SHIPPED_LAB_SETTINGS}",
         "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]

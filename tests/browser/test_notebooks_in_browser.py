@@ -147,11 +147,14 @@ def test_notebook_runs_in_jupyterlab(browser: Browser, jupyter_lab: LabServer, n
         final_points = {element_id: growth.final for element_id, growth in run.growth("charts").items()}
         midstream = shots.best(final_points)
         saved = save_screenshots(notebook, midstream, screenshot_around(page, LIVE_CHART))
+        news_prompts = page.get_by_text("official Jupyter news").count()
     finally:
         context.close()
         jupyter_lab.shut_down_kernels()
 
     failures = list(run.problems)
+    if news_prompts:
+        failures.append("JupyterLab asks about Jupyter news (binder/lab-settings/overrides.json not applied)")
     if any(state["live"] for state in run.states):
         growth = growth_failures(run, "charts", "live chart") + growth_failures(run, "texts", "streamed text")
         growth += race_failures(run)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 
 from ..errors import BackendError
 from ..replay import SPEED_HEADER, check_speed
-from .local import model_for
+from .local import CHAT_MODEL, COMPLETION_MODEL, model_for
+from .probe import CheckedAsyncOpenAI, CheckedOpenAI, probe, shown_url
 from .registry import shared_local_server, shared_replay_server
+from .substitute import AsyncSubstitutingTransport, SubstitutingTransport, Substitutions
 
 __all__ = [
     "BACKEND_ENV",
@@ -29,6 +32,7 @@ __all__ = [
     "model",
     "prompt",
     "resolve",
+    "substitutions_for",
 ]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -55,6 +59,16 @@ _GO_REPLAY = f"set {BACKEND_ENV}=replay to replay recordings"
 
 BackendKind = Literal["replay", "openai", "local", "url"]
 
+# Models the recordings name that the live OpenAI API no longer serves (or never did): asked as these.
+_CURRENT_OPENAI_MODELS = {
+    "gpt-3.5-turbo": "gpt-4o-mini",
+    "text-davinci-002": "gpt-3.5-turbo-instruct",
+    "smollm2-135m-instruct": "gpt-4o-mini",
+}
+# The seed's prompt, which SmolLM2 135M answers with "1, 2, 3, ..." and stops; plainer words, same task.
+_SEED_COUNT = "Count to 100, with a comma between each number and no newlines. E.g., 1, 2, 3, ..."
+_LOCAL_PROMPTS = {_SEED_COUNT: "Write the numbers from 1 to 50, separated by commas."}
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -64,34 +78,49 @@ class Backend:
     base_url: str
     speed: float | None = None  # replay only
     description: str | None = None  # local only: the server, its models and this CPU
+    substitutions: Substitutions = field(default_factory=Substitutions)  # asked instead of what is named
+    problem: str | None = None  # live URLs only: why it is not an API that answers (probe.probe)
 
     def __str__(self) -> str:
+        banner = self._banner()
+        said = self.substitutions.describe()
+        return f"{banner}\n  it {said}" if said else banner
+
+    def _banner(self) -> str:
         if self.kind == "replay":
             return (
                 f"streamscope backend: replay of recorded streams at {self.base_url}, "
                 f"speed {self.speed:g} ({_GO_LIVE})"
             )
-        if self.kind == "openai":
-            where = f"live OpenAI API at {self.base_url}, key from OPENAI_API_KEY"
-            return f"streamscope backend: {where} ({_GO_REPLAY})"
         if self.kind == "local":
             return f"streamscope backend: {self.description} ({_GO_REPLAY})"
-        return f"streamscope backend: live OpenAI-compatible server at {self.base_url} ({_GO_REPLAY})"
+        where = "live OpenAI API" if self.kind == "openai" else "live OpenAI-compatible server"
+        state = f": {self.problem}" if self.problem else ""
+        key = ", key from OPENAI_API_KEY" if self.kind == "openai" else ""
+        return f"streamscope backend: {where} at {shown_url(self.base_url)}{state}{key} ({_GO_REPLAY})"
 
 
 def _base_url(setting: str) -> str:
-    parts = urlsplit(setting)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise BackendError(
-            f"{BACKEND_ENV}={setting!r} is not a usable base URL: expected http(s)://HOST[:PORT][/PATH], "
-            "e.g. http://localhost:11434/v1"
-        )
+    def unusable(why: str) -> BackendError:
+        return BackendError(f"{BACKEND_ENV}={shown_url(setting)!r} is not a usable base URL: {why}")
+
+    if any(c.isspace() or not c.isprintable() for c in setting):
+        raise unusable("it holds a space or a control character")
     try:
+        parts = urlsplit(setting)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise BackendError(f"{BACKEND_ENV}={setting!r} is not a usable base URL: {exc}") from None
+    except ValueError as exc:  # a port out of range, an unclosed [IPv6 address
+        raise unusable(str(exc)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise unusable("expected http(s)://HOST[:PORT][/PATH], e.g. http://localhost:11434/v1")
     path = parts.path.rstrip("/") or "/v1"
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    base_url = f"{parts.scheme}://{parts.netloc}{path}"
+    try:
+        parts.hostname.encode("idna")  # a label empty or over 63 characters
+        httpx2.URL(base_url)  # an IPv4 address out of range, say
+    except (UnicodeError, httpx2.InvalidURL) as exc:
+        raise unusable(str(exc)) from None
+    return base_url
 
 
 def _speed(speed: float | None) -> float:
@@ -137,6 +166,26 @@ def api_key_for(kind: BackendKind) -> str:
     return key or PLACEHOLDER_KEY
 
 
+def substitutions_for(kind: BackendKind) -> Substitutions:
+    """What a backend of ``kind`` is asked instead of the models and prompts the notebooks name.
+
+    Replay answers the names as recorded. The OpenAI API gets current models for retired or foreign
+    names; any live server gets ``$STREAMSCOPE_MODEL``, if set, for every model; the local server its
+    own chat or completions model, and plainer words for the seed's prompt.
+    """
+    endpoints = ("/chat/completions", "/responses", "/completions")  # the first that ends a path wins
+    if kind == "replay":
+        return Substitutions()
+    if chosen := os.environ.get(MODEL_ENV, "").strip():
+        return Substitutions(endpoint_models=dict.fromkeys(endpoints, chosen))
+    if kind == "local":
+        models = dict(zip(endpoints, (CHAT_MODEL, CHAT_MODEL, COMPLETION_MODEL), strict=True))
+        return Substitutions(endpoint_models=models, texts=_LOCAL_PROMPTS)
+    if kind == "openai":
+        return Substitutions(models=_CURRENT_OPENAI_MODELS)
+    return Substitutions()
+
+
 def active_backend(backend: str | None = None, *, speed: float | None = None) -> Backend:
     """The backend that ``client(backend, speed=speed)`` would use, started if it is the replay server."""
     kind, base_url = resolve(backend)
@@ -144,10 +193,12 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
         return Backend("replay", shared_replay_server().base_url, _speed(speed))
     if kind == "local":
         server = shared_local_server()
-        return Backend("local", server.base_url, description=server.banner)
+        return Backend(
+            "local", server.base_url, description=server.banner, substitutions=substitutions_for(kind)
+        )
     api_key_for(kind)  # fail now, not at the first request, if the key is missing
     assert base_url is not None
-    return Backend(kind, base_url)
+    return Backend(kind, base_url, substitutions=substitutions_for(kind), problem=probe(base_url))
 
 
 def model(recorded: str, *, live: str | None = None, backend: str | None = None) -> str:
@@ -183,11 +234,22 @@ def prompt(recorded: str, *, local: str, backend: str | None = None) -> str:
     return local if kind == "local" else recorded
 
 
-def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _client_options(
+    backend: str | None, speed: float | None, kwargs: dict[str, Any], *, asynchronous: bool
+) -> dict[str, Any]:
     if "base_url" in kwargs:
         raise TypeError("pass backend=<base URL> (or set STREAMSCOPE_BACKEND) rather than base_url=")
     active = active_backend(backend, speed=speed)
     options: dict[str, Any] = {"base_url": active.base_url, "api_key": api_key_for(active.kind), **kwargs}
+    if active.substitutions and "http_client" not in kwargs:  # an http_client of the caller's is sent as is
+        subs = active.substitutions
+        options["http_client"] = (
+            openai.DefaultAsyncHttpxClient(
+                transport=AsyncSubstitutingTransport(subs, httpx2.AsyncHTTPTransport())
+            )
+            if asynchronous
+            else openai.DefaultHttpxClient(transport=SubstitutingTransport(subs, httpx2.HTTPTransport()))
+        )
     if active.kind == "replay":
         options["default_headers"] = {
             **(kwargs.get("default_headers") or {}),
@@ -199,13 +261,16 @@ def _client_options(backend: str | None, speed: float | None, kwargs: dict[str, 
 def client(backend: str | None = None, *, speed: float | None = None, **kwargs: Any) -> openai.OpenAI:
     """The official ``openai.OpenAI`` client, pointed at the active backend.
 
-    ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...).
+    ``kwargs`` go to ``openai.OpenAI`` (timeout, max_retries, http_client, ...). On a live backend
+    its transport applies the backend's :func:`substitutions_for` to each request (not to an
+    ``http_client`` of your own). Its requests fail in one line naming the URL when nothing answers
+    there, or something other than an API does (``probe.CheckedOpenAI``).
     """
-    return openai.OpenAI(**_client_options(backend, speed, kwargs))
+    return CheckedOpenAI(**_client_options(backend, speed, kwargs, asynchronous=False))
 
 
 def async_client(
     backend: str | None = None, *, speed: float | None = None, **kwargs: Any
 ) -> openai.AsyncOpenAI:
-    """The official ``openai.AsyncOpenAI`` client, pointed at the active backend."""
-    return openai.AsyncOpenAI(**_client_options(backend, speed, kwargs))
+    """The official ``openai.AsyncOpenAI`` client, pointed at the active backend (as :func:`client`)."""
+    return CheckedAsyncOpenAI(**_client_options(backend, speed, kwargs, asynchronous=True))

@@ -43,7 +43,7 @@ from ._base import (
     preload,
 )
 from .live import CONTENT, TOOL_ARGUMENTS, LiveChart, StreamPart, TimelineView
-from .measured import MeasuredChart, event_order_chart, field_times_chart, itl_histogram
+from .measured import MeasuredChart, event_order_chart, event_types, field_times_chart, itl_histogram
 from .race import RaceChart, RaceView
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "StreamPart",
     "TimelineView",
     "event_order_chart",
+    "event_types",
     "field_times_chart",
     "itl_histogram",
     "preload",

@@ -163,6 +163,7 @@ class TimelineView:
             caption=caption,
             unit=self.part.unit,
             axis=self.part.axis,
+            first=self.part.first,
         )
 
     def show_status(self, line: str) -> None:

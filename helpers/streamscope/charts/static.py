@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
+    "events_png",
     "field_times_png",
     "histogram_png",
     "image_bundle",
@@ -48,21 +49,23 @@ def timeline_png(
     caption: str = "",
     unit: str = "content chunks",
     axis: str = "content chunks / tokens received",
+    first: str = "first token",
     size_px: tuple[int, int] = (600, 380),
 ) -> bytes:
     """The live chart's picture: chunks with a piece (``unit``) received (``counts``) at each arrival
     ``offsets``; ``axis`` is the y axis's title.
 
     The baseline is the non-streamed reply: a step at ``baseline_seconds`` up to ``baseline_tokens``,
-    or, without a token count, a line at that moment. The first token is marked where the first
-    count is. ``caption`` (the chart's summary) is written under the chart.
+    or, without a token count, a line at that moment. The first piece is marked where the first
+    count is, labelled ``first`` ("first token", "first argument fragment"). ``caption`` (the
+    chart's summary) is written under the chart.
     """
     figure, axes = _figure(size_px, caption)
     if offsets:
         axes.step(offsets, counts, where="post", color=_STREAMED, label=f"streamed: {unit}")
         axes.axvline(offsets[0], color=_MARKER, linestyle=":", linewidth=1)
         axes.annotate(
-            f"first token {offsets[0]:.2f} s",
+            f"{first} {offsets[0]:.2f} s",
             xy=(offsets[0], 1),
             xycoords=("data", "axes fraction"),
             xytext=(3, -12),
@@ -84,7 +87,7 @@ def timeline_png(
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
     axes.set_xlabel("seconds since the request was sent")
-    axes.set_ylabel(axis)
+    axes.set_ylabel("\n".join(textwrap.wrap(axis, 28)))  # a long title on two lines, not cut at the edge
     axes.set_title(title)
     if axes.get_legend_handles_labels()[0]:
         # Below the chart, as plotly places it, clear of the first-token note at the top.
@@ -108,14 +111,15 @@ def race_png(
             axes.step(offsets, range(1, len(offsets) + 1), where="post", color=colour, label=name)
     for seconds, text in marks:
         axes.axvline(seconds, color=_MARKER, linestyle="--", linewidth=1)
-        axes.annotate(
+        axes.annotate(  # left of its line, so that a mark at the race's end stays inside the image
             text,
             xy=(seconds, 1),
             xycoords=("data", "axes fraction"),
-            xytext=(3, -12),
+            xytext=(-3, -12),
             textcoords="offset points",
             fontsize=8,
             color=_MARKER,
+            horizontalalignment="right",
         )
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
@@ -123,7 +127,8 @@ def race_png(
     axes.set_ylabel("content chunks received")
     axes.set_title(title)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=8, frameon=False)
+        # Inside the axes, one stream a line: three long names side by side were cut at both edges.
+        axes.legend(loc="upper left", fontsize=8, frameon=False)
     return _png(figure)
 
 
@@ -133,12 +138,29 @@ def histogram_png(
     """A histogram of gaps in milliseconds, 1 ms bins, counts on a log scale (as :func:`itl_histogram`)."""
     figure, axes = _figure(size_px, caption)
     if values_ms:
-        low, high = math.floor(min(values_ms)), math.floor(max(values_ms)) + 1
+        # From 0, so that gaps of 0 ms (chunks that came together) show as a bar of their own.
+        bins = list(range(0, math.floor(max(values_ms)) + 2))
         # An edge as wide as a pixel: a 1 ms bar on a range of hundreds of ms is narrower than one.
-        bins = list(range(low, high + 1))
         axes.hist(values_ms, bins=bins, color=_STREAMED, edgecolor=_STREAMED, linewidth=1, log=True)
+        axes.set_xlim(left=0)
     axes.set_xlabel("gap before the chunk (ms)")
     axes.set_ylabel("chunks")
+    axes.set_title(title)
+    return _png(figure)
+
+
+def events_png(
+    offsets: Sequence[float], types: Sequence[str], *, title: str, size_px: tuple[int, int] = (600, 360)
+) -> bytes:
+    """One dot per event at its offset, one row per type, the first type to arrive at the top (as
+    :func:`event_types`)."""
+    figure, axes = _figure(size_px, "")
+    order = list(dict.fromkeys(types))
+    row = {name: len(order) - 1 - position for position, name in enumerate(order)}
+    axes.scatter(offsets, [row[name] for name in types], s=12, color=_STREAMED)
+    axes.set_yticks(range(len(order)), order[::-1], fontsize=7)
+    axes.set_xlim(left=0)
+    axes.set_xlabel("seconds since the request was sent")
     axes.set_title(title)
     return _png(figure)
 
@@ -221,7 +243,8 @@ def _figure(size_px: tuple[int, int], caption: str) -> tuple[Figure, Axes]:
     width, height = size_px
     figure = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, layout="constrained")
     if caption:
-        figure.supxlabel("\n".join(textwrap.wrap(caption, 100)), fontsize=7, color=_MARKER)
+        lines = [wrapped for line in caption.splitlines() for wrapped in textwrap.wrap(line, 120) or [""]]
+        figure.supxlabel("\n".join(lines), fontsize=7, color=_MARKER)
     axes = figure.add_subplot()
     axes.spines[["top", "right"]].set_visible(False)
     axes.grid(True, color="#e5ecf6")

@@ -22,10 +22,12 @@ client may choose its own speed per request with the ``X-Streamscope-Speed``
 header (``streamscope.client(speed=...)`` does this).
 
 Timing: an event is written a few hundredths of a millisecond after its due time
-on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). asyncio's
-epoll selector rounds timer waits up to whole milliseconds, so the server runs on a
-``select()``-based loop (microsecond timeouts), sleeps until shortly before each
-due time and finishes with a short spin of ``asyncio.sleep(0)``. The schedule
+on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). The server
+runs on asyncio's epoll loop, which watches any number of connections (``select()``
+takes no descriptor numbered 1024 or more: a thousand idle connections would end the
+server) but rounds each timer wait up to a whole millisecond; so it sleeps until
+``_SPIN_LEAD_S`` (a millisecond and a little more) before each due time and finishes
+with a short spin of ``asyncio.sleep(0)``, which keeps serving the other connections. The schedule
 starts when the request's head arrived (noted by the protocol), not when its
 handler got to run. Each write goes straight out: h11 hands every body chunk to
 the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
@@ -55,6 +57,9 @@ to knock it over:
   piece (memory stays flat; the client, still sending, reads the 413); a request whose
   head does not arrive within ``request_timeout`` (10 s) of its first byte, or whose
   body does not follow within as long, is a 408 and the connection closes;
+- a body costly to read (over 64 KiB, or of many values), and any request no recording
+  answers (the 404 compares it with every recording), is read and matched in a worker
+  process (``replay.worker``), so that no request holds the loop that paces the streams;
 - every body that is not a JSON object is a 400 saying why (not JSON, not UTF-8,
   nested too deeply, an integer over Python's 4300 digits, a lone surrogate);
   malformed HTTP is a 400 in the same shape; an error message quotes at most 80
@@ -63,8 +68,8 @@ to knock it over:
   ``text/plain`` without asking the browser's permission), and only ``Host`` values
   that name a loopback address or the address the request came in on (421 otherwise:
   DNS rebinding);
-- a recording file that cannot be used (half-written, or with the name of, or
-  answering the same request as, another file) is skipped and reported once on
+- a recording file that cannot be used (half-written, a field ``recording_schema`` refuses,
+  or with the name of, or answering the same request as, another file) is skipped and reported once on
   stderr, at start and when it appears; the others are answered as usual, and a 404
   mentions the skipped files.
 

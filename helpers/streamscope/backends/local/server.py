@@ -25,6 +25,7 @@ from ...errors import LocalServerError
 from . import models
 from .build import BUILD_COMMAND, SOURCE, ServerBuild, installed_server
 from .models import CHAT_MODEL, COMPLETION_MODEL, FETCH_COMMAND, INSTALL_COMMAND, model_path
+from .tool_use import with_tool_use_template
 
 __all__ = [
     "CONTEXT_TOKENS",
@@ -40,7 +41,6 @@ __all__ = [
 PORT_ENV = "STREAMSCOPE_LOCAL_PORT"
 # Loading both models and warming up takes about 1.5 s here; a busy machine may need far more.
 READY_TIMEOUT_S = 120.0
-TOOLS_TEMPLATE = Path(__file__).parent / "smollm2-tools.jinja"
 # Each model's context; the longest recorded prompt and reply together use well under 1,000 tokens.
 CONTEXT_TOKENS = 4096
 MAX_REPLY_TOKENS = 256
@@ -146,7 +146,12 @@ class LocalServer:
             "n-predict": MAX_REPLY_TOKENS,
         }
         if alias == CHAT_MODEL:
-            options |= {"jinja": "true", "chat-template-file": TOOLS_TEMPLATE}
+            # SmolLM2's own template for every request, the tool-use one (in the file: tool_use.py)
+            # for requests with tools.
+            # A file that is not GGUF stays as it is: llama-server's load failure names the damage.
+            with contextlib.suppress(ValueError):
+                options |= {"model": with_tool_use_template(self.models[alias])}
+            options |= {"jinja": "true"}
         return options
 
     def presets(self) -> str:

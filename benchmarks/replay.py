@@ -33,15 +33,23 @@ Arrival is taken at two places:
   async streams in one Python process, so does the parsing of the others' bursts.
   Reported, not judged.
 
-Two attacks, each measured on one paced stream (raw socket, wire timing) in rounds that alternate
+Three attacks, each measured on one paced stream (raw socket, wire timing) in rounds that alternate
 with rounds of the same stream unattacked, so that the machine's other work falls on both alike:
 
 - idle connections: ``--idle`` (2,000) TCP connections that connect and send nothing, held open
   while the stream runs (a select()-based server cannot take more than about 1,000);
 - a hostile body: a JSON object of 300,000 keys just under the 4 MiB limit, POSTed again and
-  again on another connection (from a thread of this client: sending is the kernel's work) for as
-  long as the stream runs; each answer's status and time are printed. The target for both: the
-  stream's p99 within 1 ms of the unattacked rounds' (median round against median round).
+  again on another connection for as long as the stream runs, by a process of its own (a thread
+  would share this client's GIL with the observer, and its work would show as the server's
+  lateness); each answer's status and time are printed;
+- a large recording re-saved: a synthetic recording of ``--large-mb`` (50) MB (the stream's own
+  events repeated) in the folder of a second server, saved again every 0.25 s by a process of
+  its own, each save followed by a small request that makes the server see it; each save is
+  read anew (in another process, ``replay.loading``). The worst event per round is printed too: a
+  stall at the swap would hit one or two events, which a p99 over 302 might not show.
+
+The target for each: the stream's p99 within 1 ms of the unattacked rounds' (median round
+against median round).
 
 Each round runs with the client's garbage collector off (collected just before);
 the server process freezes its start-up objects out of the collector's reach.
@@ -57,8 +65,8 @@ figures, so several rounds are run and each round is shown.
 First, the cost of matching a request with 1,000 recordings in the folder (``match_cost``;
 ``--match-only`` runs only that part).
 
-Run: ``.venv/bin/python benchmarks/replay.py`` (about 2 minutes; ``--attacks-only`` runs the
-two attacks alone).
+Run: ``.venv/bin/python benchmarks/replay.py`` (about 4 minutes; ``--attacks-only`` runs the
+three attacks alone, about 2 minutes; ``--attack-rounds 2`` for a quick look).
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ import contextlib
 import gc
 import itertools
 import json
+import multiprocessing
 import os
 import resource
 import selectors
@@ -77,7 +86,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import timeit
 from collections.abc import Callable, Iterator
@@ -87,7 +95,7 @@ from typing import Any, TypeVar
 
 import httpx2
 import openai
-from streamscope.recording import RECORDINGS_DIR, Recording, load_recording
+from streamscope.recording import RECORDINGS_DIR, Event, Recording, load_recording
 from streamscope.replay import MAX_BODY_BYTES, SPEED_HEADER, RecordingIndex
 
 SEED = "seed-chat-count-to-100-stream"
@@ -97,6 +105,7 @@ TARGET_CONCURRENT_SEND_P99_MS = 10.0  # from each request's send, a late start i
 TARGET_TTFT_S, TARGET_TTFT_TOLERANCE_S = 0.10, 0.010
 TARGET_ATTACKED_P99_DELTA_MS = 1.0
 HOSTILE_KEYS = 300_000
+RESAVE_MARK = "resave-000000"  # in the large recording's request; each save changes it
 WARM = {SPEED_HEADER: "0"}
 T = TypeVar("T")
 
@@ -397,42 +406,188 @@ def hostile_body() -> bytes:
     return body
 
 
-class Attacker(threading.Thread):
-    """POSTs the hostile body again and again until stopped; notes each answer's status and time."""
+def attack(port: int, body: bytes, started: Any, stop: Any, answers: Any) -> None:
+    """In a process of its own: POST the hostile body again and again until ``stop`` is set; send
+    each answer's status and time through ``answers`` at the end.
 
-    def __init__(self, port: int, body: bytes) -> None:
-        super().__init__(daemon=True)
-        self.request = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        ).encode() + body
-        self.port = port
-        self.answers: list[tuple[str, float]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            start = time.perf_counter()
-            with socket.create_connection(("127.0.0.1", self.port), timeout=60) as c:
-                c.sendall(self.request)
-                answer = b""
-                while piece := c.recv(65536):
-                    answer += piece
-            status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "no answer"
-            self.answers.append((status, time.perf_counter() - start))
+    Its own process, so that the attacker's work (building the 4 MiB writes, reading the answers)
+    does not share the GIL with the observer that timestamps the paced stream.
+    """
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+    answered: list[tuple[str, float]] = []
+    while not stop.is_set():
+        start = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as c:
+            c.sendall(request)
+            started.set()  # the first body is on its way: the paced stream may start
+            answer = b""
+            while piece := c.recv(65536):
+                answer += piece
+        status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "no answer"
+        answered.append((status, time.perf_counter() - start))
+    answers.send(answered)
+    answers.close()
 
 
 def with_hostile_bodies(
     port: int, rec: Recording, body: bytes
 ) -> tuple[list[Stream], list[tuple[str, float]]]:
-    """One paced stream while hostile bodies arrive one after another on another connection."""
-    attacker = Attacker(port, body)
+    """One paced stream while hostile bodies arrive one after another on another connection, sent by
+    another process (spawned: this one is not forked with its state)."""
+    context = multiprocessing.get_context("spawn")
+    started, stop = context.Event(), context.Event()
+    receive, send = context.Pipe(duplex=False)
+    attacker = context.Process(target=attack, args=(port, body, started, stop, send), daemon=True)
     attacker.start()
+    send.close()
     try:
-        return quiet(socket_streams, port, rec, 1), attacker.answers
+        if not started.wait(timeout=60):
+            raise SystemExit("FAIL: the attacking process did not start within 60 s")
+        streams = quiet(socket_streams, port, rec, 1)
     finally:
-        attacker.stop.set()
-        attacker.join(timeout=60)
+        stop.set()
+        answered = receive.recv() if receive.poll(timeout=60) else []
+        receive.close()
+        attacker.join(timeout=10)
+        if attacker.is_alive():
+            attacker.kill()
+    return streams, answered
+
+
+def large_recording(rec: Recording, megabytes: float) -> Recording:
+    """A synthetic recording of about ``megabytes`` MB, for the re-saving attack only (never kept):
+    ``rec``'s events repeated, its request marked so that each save can change it."""
+    assert rec.events is not None
+    repeats = max(1, round(megabytes * 1e6 / len(rec.dumps())))
+    step = rec.events[-1].t
+    events = [Event(e.t + k * step, e.raw) for k in range(repeats) for e in rec.events]
+    large = Recording(
+        name="benchmark-large-recording",
+        provenance={"source": f"synthetic: {rec.name}'s events {repeats} times, by benchmarks/replay.py"},
+        request={"method": "POST", "path": rec.path, "body": {**rec.request["body"], "stop": [RESAVE_MARK]}},
+        headers=dict(rec.headers),
+        events=events,
+    )
+    assert large.match_key() != rec.match_key(), "the large recording must answer another request"
+    return large
+
+
+def resave(path: str, port: int, trigger: bytes, started: Any, stop: Any, answers: Any) -> None:
+    """In a process of its own: save the large recording again and again (each save changes its
+    request, written aside and renamed into place, as an editor saves), each save followed by a
+    small request (which makes the server see the change), until ``stop``; then send the number
+    of saves through ``answers``."""
+    target = Path(path)
+    text = target.read_text(encoding="utf-8")
+    saves = 0
+    while not stop.is_set():
+        saves += 1
+        aside = target.with_suffix(".saving")
+        aside.write_text(text.replace(RESAVE_MARK, f"resave-{saves:06d}", 1), encoding="utf-8")
+        os.replace(aside, target)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as c:
+            c.sendall(trigger)
+            while c.recv(65536):
+                pass
+        started.set()
+        time.sleep(0.25)
+    answers.send(saves)
+    answers.close()
+
+
+def with_resaved_recording(port: int, rec: Recording, path: Path) -> tuple[list[Stream], int]:
+    """One paced stream while another process re-saves a large recording in the server's folder."""
+    payload = json.dumps(rec.request["body"]).encode()
+    trigger = (
+        f"POST {rec.path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+        f"{SPEED_HEADER}: 0\r\ncontent-length: {len(payload)}\r\nconnection: close\r\n\r\n"
+    ).encode() + payload
+    context = multiprocessing.get_context("spawn")
+    started, stop = context.Event(), context.Event()
+    receive, send = context.Pipe(duplex=False)
+    saver = context.Process(target=resave, args=(str(path), port, trigger, started, stop, send), daemon=True)
+    saver.start()
+    send.close()
+    try:
+        if not started.wait(timeout=120):
+            raise SystemExit("FAIL: the re-saving process did not save within 120 s")
+        streams = quiet(socket_streams, port, rec, 1)
+    finally:
+        stop.set()
+        saves = receive.recv() if receive.poll(timeout=60) else 0
+        receive.close()
+        saver.join(timeout=10)
+        if saver.is_alive():
+            saver.kill()
+    return streams, saves
+
+
+def last_save_answered(port: int, path: Path, rec: Recording) -> tuple[int, float]:
+    """The status and time of a request only the large recording's last save answers (its stream cut
+    after one event): the reading of that save waited for, then the answer."""
+    body = json.loads(path.read_text(encoding="utf-8"))["request"]["body"]
+    payload = json.dumps(body).encode()
+    request = (
+        f"POST {rec.path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+        f"{SPEED_HEADER}: 0\r\nx-streamscope-fault: cut-after=1\r\ncontent-length: {len(payload)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode() + payload
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as c:
+        c.sendall(request)
+        answer = b""
+        while piece := c.recv(65536):
+            answer += piece
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+    return status, time.perf_counter() - start
+
+
+def run_resave_attack(
+    rec: Recording,
+    chunks: list[tuple[float, bytes]],
+    rounds: int,
+    megabytes: float,
+    show: Callable[..., None],
+) -> None:
+    """The paced stream from a server whose folder holds it and a large recording re-saved meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="streamscope-resave-") as folder:
+        rec.save(Path(folder) / f"{rec.name}.json")
+        large = large_recording(rec, megabytes)
+        path = large.save(Path(folder) / f"{large.name}.json")
+        size = path.stat().st_size
+        port = _free_port()
+        server = start_server(port, folder)
+        try:
+            quiet(socket_streams, port, rec, 1)  # warm-up
+            calm: list[list[float]] = []
+            attacked: list[list[float]] = []
+            saves, answered = [], []
+            for _ in range(rounds):
+                calm += wire_errors(quiet(socket_streams, port, rec, 1), chunks)
+                streams, saved = with_resaved_recording(port, rec, path)
+                attacked += wire_errors(streams, chunks)
+                saves.append(saved)
+                answered.append(last_save_answered(port, path, rec))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    print(
+        f"\none paced stream while a {size / 1e6:.0f} MB recording ({len(large.events or []):,} events) "
+        f"in the server's folder is re-saved every 0.25 s, {rounds} rounds (alternating with rounds without):"
+    )
+    print(f"  saves per round: {' '.join(map(str, saves))}")
+    print(
+        "  after each round, a request only the last save answers: "
+        + ", ".join(f"{status} in {took:.2f} s" for status, took in answered)
+        + " (the rest of that save's reading, then the answer)"
+    )
+    worst = " ".join(f"{max(e):.3f}" for e in attacked)
+    calm_worst = " ".join(f"{max(e):.3f}" for e in calm)
+    print(f"  the worst event per round: {worst} ms; without: {calm_worst} ms")
+    show(attacked_line("with a large recording re-saved", calm, attacked))
 
 
 def attacked_line(label: str, calm: list[list[float]], attacked: list[list[float]]) -> tuple[str, bool]:
@@ -608,7 +763,10 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="rounds per attack, and as many without; 0: none (default: %(default)s)",
     )
-    parser.add_argument("--attacks-only", action="store_true", help="run only the two attacks")
+    parser.add_argument(
+        "--large-mb", type=float, default=50, help="size of the re-saved recording, MB (default: %(default)s)"
+    )
+    parser.add_argument("--attacks-only", action="store_true", help="run only the three attacks")
     parser.add_argument("--match-only", action="store_true", help="only time a match, with 1,000 recordings")
     args = parser.parse_args(argv)
 
@@ -639,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet(socket_streams, port, rec, 1)  # warm-up
         if args.attacks_only:
             run_attacks(port, server, rec, chunks, args.idle, args.attack_rounds, show)
+            run_resave_attack(rec, chunks, args.attack_rounds, args.large_mb, show)
             return 0
         transport = _TimedTransport()
         http = httpx2.Client(transport=transport)
@@ -712,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.attack_rounds:
             run_attacks(port, server, rec, chunks, args.idle, args.attack_rounds, show)
+            run_resave_attack(rec, chunks, args.attack_rounds, args.large_mb, show)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -51,7 +51,7 @@ RecordingError naming the file and the field.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ __all__ = [
     "iter_recordings",
     "load_folder",
     "load_recording",
+    "read_file",
     "without_duplicates",
 ]
 
@@ -256,7 +257,7 @@ def iter_recordings(directory: str | Path = RECORDINGS_DIR) -> Iterator[Recordin
 FileCache = dict[str, tuple[tuple[int, int], "Recording | str"]]
 
 
-def _read_file(path: Path) -> Recording | str:
+def read_file(path: Path) -> Recording | str:
     """The recording in ``path``, or why it cannot be used."""
     try:
         return Recording.load(path)
@@ -265,7 +266,10 @@ def _read_file(path: Path) -> Recording | str:
 
 
 def load_folder(
-    directory: str | Path = RECORDINGS_DIR, *, cache: FileCache | None = None
+    directory: str | Path = RECORDINGS_DIR,
+    *,
+    cache: FileCache | None = None,
+    read: Callable[[Path], Recording | str] = read_file,
 ) -> tuple[list[Recording], dict[str, str]]:
     """The usable recordings in a folder, and why each other ``*.json`` file there is skipped.
 
@@ -274,7 +278,8 @@ def load_folder(
     it has the name of, or answers the same request as, a file read before it. One bad file
     never hides the others. With a ``cache`` (updated in place), a file whose modification
     time and size are those of the last reading is not read again: a server that re-reads its
-    folder when a file is saved reads only that file, however large the others are.
+    folder when a file is saved reads only that file, however large the others are. ``read``
+    reads one file (the replay server reads large ones in another process: ``replay.loading``).
     """
     loaded: list[tuple[str, Recording]] = []
     skipped: dict[str, str] = {}
@@ -286,7 +291,7 @@ def load_folder(
             continue
         state = (stat.st_mtime_ns, stat.st_size)
         known = cache.get(path.name) if cache is not None else None
-        outcome = known[1] if known is not None and known[0] == state else _read_file(path)
+        outcome = known[1] if known is not None and known[0] == state else read(path)
         if cache is not None:
             cache[path.name] = (state, outcome)
             seen.add(path.name)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import json
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import RecordingError
 from ..matching import api_path, differing_fields, match_key, request_form, unread_fields
+from ..reader import SWITCH_INTERVAL
 from ..recording import RECORDINGS_DIR, FileCache, Recording, event_bytes, load_folder, without_duplicates
 from .contract import USAGE_NOT_RECORDED
+from .loading import INLINE_READ_BYTES, LargeFileReader
 from .resume import Resumable, resumable
 
 __all__ = [
@@ -79,6 +84,12 @@ class RecordingIndex:
     recording saved while the server runs is answered at once. A file that cannot
     be used (see ``recording.load_folder``) is skipped, kept in ``problems`` (file
     name -> reason) and passed to ``report`` once (default: a line on stderr).
+
+    Changed files of more than ``loading.INLINE_READ_BYTES`` in all are read in a thread (the
+    large ones parsed in another process: ``replay.loading``), then swapped in at once. The
+    thread of the loop that serves from the index (``loop_thread``) never waits for them: until
+    they are in, a request is answered from the recordings read before (a request none of them
+    answers waits, without holding the loop: see ``current``). Any other thread waits.
     """
 
     def __init__(
@@ -95,29 +106,33 @@ class RecordingIndex:
         self._fields: frozenset[str] = frozenset()  # every field some recording's form has (_fields_of)
         self._report = report
         self.problems: dict[str, str] = {}
+        self._reader = LargeFileReader()
+        self._reading: Future[None] | None = None  # a reading of the folder in a thread, while it runs
+        self.loop_thread: int | None = None  # the thread of the loop that serves from this index
         if source is None or isinstance(source, str | Path):
             self.directory: Path | None = Path(source) if source is not None else RECORDINGS_DIR
             if not self.directory.is_dir():
                 raise RecordingError(f"recordings folder {self.directory} does not exist")
-            self._refresh()
+            self._read_here(self._listing())  # nothing is served yet: all of it here
         else:
             self.directory = None
             recordings, problems = without_duplicates((rec.name, rec) for rec in source)
             self._use(self._index(recordings, {k: f"{k}: {v}" for k, v in problems.items()}))
 
     def _index(
-        self, recordings: list[Recording], problems: dict[str, str]
+        self, recordings: list[Recording], problems: dict[str, str], *, checked: bool = False
     ) -> tuple[dict[str, _Entry], dict[str, str]]:
         """The entries for ``recordings`` by match key, and ``problems`` with those that cannot be sent.
 
-        A recording made in code is checked against the schema here (one read from a file was,
-        when read); one answered before keeps its laid-out events.
+        A recording made in code is checked against the schema here (``checked``: read from a
+        file, it was, when read); one answered before keeps its laid-out events.
         """
         laid_out = {id(entry.recording): entry for entry in self._entries.values()}
         entries: dict[str, _Entry] = {}
         for rec in recordings:
             try:
-                entries[rec.match_key()] = laid_out.get(id(rec)) or _Entry.of(rec.check())
+                known = laid_out.get(id(rec))
+                entries[rec.match_key()] = known or _Entry.of(rec if checked else rec.check())
             except RecordingError as exc:
                 problems[rec.name] = str(exc)
         return entries, problems
@@ -137,19 +152,96 @@ class RecordingIndex:
         # stream_options too, always: find() answers include_usage without a recording that has it.
         return frozenset(name for entry in entries.values() for name in entry.form) | {"stream_options"}
 
-    def _refresh(self) -> None:
-        if self.directory is None:
-            return
+    def _listing(self) -> tuple[tuple[str, int, int], ...]:
+        assert self.directory is not None
         signature = []
         for path in sorted(self.directory.glob("*.json")):
             with contextlib.suppress(OSError):  # removed since the listing
                 signature.append((path.name, (s := path.stat()).st_mtime_ns, s.st_size))
+        return tuple(signature)
+
+    def _refresh(self) -> None:
+        """Read what changed in the folder: here if little, else in a thread (see the class's docstring)."""
+        if self.directory is None:
+            return
+        signature = self._listing()
         with self._lock:
-            if tuple(signature) == self._signature:
+            if signature == self._signature:
                 return
-            # Only the files that changed since the last reading are read again.
-            self._use(self._index(*load_folder(self.directory, cache=self._files)))
-            self._signature = tuple(signature)
+            reading = self._reading
+            if reading is None:
+                if self._changed_bytes(signature) <= INLINE_READ_BYTES:
+                    self._read_here(signature)
+                    return
+                reading = self._reading = Future()
+                threading.Thread(
+                    target=self._read_in_thread, args=(reading,), name="streamscope-recordings", daemon=True
+                ).start()
+        if threading.get_ident() != self.loop_thread:
+            reading.exception()  # waits; a failure was reported
+
+    def _read_here(self, signature: tuple[tuple[str, int, int], ...]) -> None:
+        # Only the files that changed since the last reading are read again.
+        assert self.directory is not None
+        self._use(self._index(*load_folder(self.directory, cache=self._files), checked=True))
+        self._signature = signature
+
+    def _changed_bytes(self, signature: tuple[tuple[str, int, int], ...]) -> int:
+        """How many bytes of files differ from those read before."""
+        changed = 0
+        for name, mtime_ns, size in signature:
+            known = self._files.get(name)
+            if known is None or known[0] != (mtime_ns, size):
+                changed += size
+        return changed
+
+    def _read_in_thread(self, reading: Future[None]) -> None:
+        """Read the folder, large files in another process, then swap the new entries in.
+
+        The switch interval is lowered meanwhile (as a chart's reader does): the loop, woken while
+        this thread builds the new entries, waits for the GIL half a millisecond at most.
+        """
+        assert self.directory is not None
+        SWITCH_INTERVAL.lower()
+        # Building a large recording's events sets off the collector's full passes, each holding the
+        # GIL for tens of milliseconds. A process that keeps its long-lived objects out of the
+        # collector (``serve`` freezes them at start) runs none meanwhile, and keeps the new
+        # recordings out as well; elsewhere (a notebook's kernel) the collector is left alone.
+        pausing = gc.get_freeze_count() > 0 and gc.isenabled()
+        if pausing:
+            gc.disable()
+        try:
+            signature = self._listing()
+            files = dict(self._files)  # no other reading runs meanwhile: this one is kept when done
+            read = load_folder(self.directory, cache=files, read=self._reader.read)
+            indexed = self._index(*read, checked=True)
+            with self._lock:
+                self._files = files
+                self._use(indexed)
+                self._signature = signature
+                self._reading = None
+            reading.set_result(None)
+        except Exception as exc:  # the folder is read again on the next request
+            with self._lock:
+                self._reading = None
+            self._report(f"{self.directory}: reading the folder failed ({type(exc).__name__}: {exc})")
+            reading.set_exception(exc)
+        finally:
+            if pausing:
+                gc.freeze()
+                gc.enable()
+            SWITCH_INTERVAL.restore()
+
+    async def current(self) -> None:
+        """Return, in the loop and without holding it, once the folder's changes are read."""
+        self._refresh()
+        reading = self._reading
+        if reading is not None:
+            await asyncio.wait([asyncio.wrap_future(reading)])
+
+    def close(self) -> None:
+        """Stop the process that reads large files, if one runs."""
+        self._reader.close()
 
     def recordings(self) -> list[Recording]:
         """The recordings answered, by name."""

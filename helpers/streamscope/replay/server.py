@@ -193,7 +193,13 @@ class ReplayServer:
             # A stream still running at shutdown is cancelled after this long.
             timeout_graceful_shutdown=1,
         )
-        return _Server(config, on_shutdown=self._app.state.worker.close)
+        worker = self._app.state.worker
+
+        def stop_workers() -> None:
+            worker.close()
+            self.index.close()
+
+        return _Server(config, on_shutdown=stop_workers)
 
     def listen(self) -> ReplayServer:
         """Bind the address now; with port 0 a free one, which ``base_url`` then names.
@@ -212,7 +218,7 @@ class ReplayServer:
         sock = self._take_socket()
         self._server = server = self._uvicorn()
         self._thread = threading.Thread(
-            target=_run, args=(server, sock), name=f"streamscope-replay-{self.port}", daemon=True
+            target=_run, args=(server, sock, self.index), name=f"streamscope-replay-{self.port}", daemon=True
         )
         self._thread.start()
         return self
@@ -221,7 +227,7 @@ class ReplayServer:
         """Serve in this thread until Ctrl-C (``python -m streamscope serve``)."""
         sock = self._take_socket()
         with contextlib.suppress(KeyboardInterrupt):
-            _run(self._uvicorn(), sock)
+            _run(self._uvicorn(), sock, self.index)
 
     @property
     def loopback(self) -> bool:
@@ -253,8 +259,9 @@ class ReplayServer:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, which also stops the body worker when it shuts down: before uvicorn raises
-    again the signal that stopped it (SIGTERM then ends the process at once)."""
+    """uvicorn's server, which also stops the worker processes (bodies, large recording files) when it
+    shuts down: before uvicorn raises again the signal that stopped it (SIGTERM then ends the process
+    at once)."""
 
     def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
         super().__init__(config)
@@ -305,7 +312,9 @@ def _out_of_descriptors_said_once() -> Callable[[asyncio.AbstractEventLoop, dict
     return handle
 
 
-def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+def _run(server: uvicorn.Server, sock: socket.socket, index: RecordingIndex) -> None:
+    index.loop_thread = threading.get_ident()  # this thread's loop never waits for a folder's reading
+
     async def serve() -> None:
         asyncio.get_running_loop().set_exception_handler(_out_of_descriptors_said_once())
         # Starlette streams through anyio, whose asyncio backend loads on first use: load it now

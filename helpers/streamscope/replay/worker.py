@@ -8,7 +8,9 @@ the recording that answers it. Any other body, and any request that no recording
 to one worker process (spawned on first need), which holds a copy of the recordings' requests
 (not their events) and sends back the name of the recording that answers, or the error to send.
 The worker reads bodies one at a time; beyond ``MAX_WAITING`` bodies waiting for it, a request
-is answered 503 at once, so a flood of large bodies holds neither the loop nor memory.
+is answered 503 at once, so a flood of large bodies holds neither the loop nor memory. A worker
+that dies is replaced (``BodyWorker``); the large recording files of a folder are read in a
+worker process of the same kind (``replay.loading``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from ..recording import Recording
     from .index import RecordingIndex
 
-__all__ = ["INLINE_BODY_BYTES", "INLINE_BODY_TOKENS", "MAX_WAITING", "BodyWorker", "cheap"]
+__all__ = ["INLINE_BODY_BYTES", "INLINE_BODY_TOKENS", "MAX_WAITING", "BodyWorker", "cheap", "worker_pool"]
 
 # A body the loop reads itself: parsing and matching one this size and this simple takes about
 # 0.1 ms (tokens counts the commas, colons and brackets, an upper bound on its JSON values).
@@ -47,7 +49,12 @@ def cheap(raw: bytes) -> bool:
 
 
 class BodyWorker:
-    """The worker process that reads and matches bodies for one RecordingIndex."""
+    """The worker process that reads and matches bodies for one RecordingIndex.
+
+    A worker that dies (killed, out of memory) is replaced: found dead before a body is sent to it,
+    by a new one that reads that body; dead while reading a body, by a new one for the next body
+    (this one's request gets a 500: the body may be what killed it).
+    """
 
     def __init__(self, index: RecordingIndex) -> None:
         self._index = index
@@ -56,29 +63,52 @@ class BodyWorker:
         self._waiting = 0
 
     @property
+    def waiting(self) -> int:
+        """How many bodies are in the worker or waiting for it (a folder's reading included)."""
+        return self._waiting
+
+    @property
     def busy(self) -> bool:
         return self._waiting >= MAX_WAITING
 
     async def outcome(self, path: str, raw: bytes) -> Outcome:
         """The worker's answer to ``POST path`` with body ``raw``."""
-        version, recordings, problems = self._index.requests()
-        catalog = None if version == self._version_sent else (recordings, problems)
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded kernel
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
-            )
-        # The worker runs calls in order, so a catalog sent now is there for every later call.
-        self._version_sent = version
         self._waiting += 1
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, _in_worker, catalog, path, raw)
-        except BrokenProcessPool:  # the worker died (killed, out of memory): the next call starts another
-            self.close()
-            raise
+            # A large recording being read off the loop: the body is matched against what it holds.
+            await self._index.current()
+            try:
+                pool, future = self._submit(path, raw)
+            except BrokenProcessPool:  # it died while idle: not this body's doing
+                pool, future = self._submit(path, raw)
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool:  # it died reading this body: the next call starts another
+                self._stop(pool)
+                raise
         finally:
             self._waiting -= 1
+
+    def _submit(self, path: str, raw: bytes) -> tuple[ProcessPoolExecutor, Future[Outcome]]:
+        version, recordings, problems = self._index.requests()
+        if self._pool is None:
+            self._pool, self._version_sent = worker_pool(), None
+        pool = self._pool
+        catalog = None if version == self._version_sent else (recordings, problems)
+        try:
+            future = pool.submit(_in_worker, catalog, path, raw)
+        except BrokenProcessPool:
+            self._stop(pool)
+            raise
+        # The worker runs calls in order, so a catalog sent now is there for every later call.
+        self._version_sent = version
+        return pool, future
+
+    def _stop(self, pool: ProcessPoolExecutor) -> None:
+        """Drop a dead worker's pool (never waiting: this runs in the loop), unless already replaced."""
+        if self._pool is pool:
+            self._pool, self._version_sent = None, None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the worker, once it has finished the body it is reading."""
@@ -87,8 +117,16 @@ class BodyWorker:
         self._pool, self._version_sent = None, None
 
 
+def worker_pool() -> ProcessPoolExecutor:
+    """A pool of one worker process, spawned (fork is unsafe in a threaded kernel) when first used."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+    )
+
+
 def _start_worker(server_pid: int) -> None:
-    """In the worker, first: a lower priority (on a machine of few cores its work must not take the
+    """In a worker process, first: a lower priority (on a machine of few cores its work must not take the
     server's turn), and an end as soon as the server's process is gone. A server ended by a signal
     cannot always stop its worker, which would live on, holding the server's stdout and stderr open."""
     os.nice(10)

@@ -406,55 +406,76 @@ def hostile_body() -> bytes:
     return body
 
 
-def attack(port: int, body: bytes, started: Any, stop: Any, answers: Any) -> None:
+def exchange(port: int, request: bytes) -> bytes:
+    """Send one request on a connection of its own; the whole answer, once the server closes it."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as c:
+        c.sendall(request)
+        while piece := c.recv(65536):
+            answer += piece
+    return answer
+
+
+def post_request(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """The bytes of ``POST path`` with ``body`` (JSON) and ``headers``, on a connection that then closes."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n{extra}"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def status_of(answer: bytes) -> str:
+    return answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "no answer"
+
+
+def attack(port: int, body: bytes, started: Any, stop: Any, result: Any) -> None:
     """In a process of its own: POST the hostile body again and again until ``stop`` is set; send
-    each answer's status and time through ``answers`` at the end.
+    each answer's status and time through ``result`` at the end.
 
     Its own process, so that the attacker's work (building the 4 MiB writes, reading the answers)
     does not share the GIL with the observer that timestamps the paced stream.
     """
-    request = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode() + body
+    request = post_request(port, "/v1/chat/completions", body)
     answered: list[tuple[str, float]] = []
     while not stop.is_set():
         start = time.perf_counter()
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as c:
-            c.sendall(request)
-            started.set()  # the first body is on its way: the paced stream may start
-            answer = b""
-            while piece := c.recv(65536):
-                answer += piece
-        status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "no answer"
-        answered.append((status, time.perf_counter() - start))
-    answers.send(answered)
-    answers.close()
+        started.set()  # the first body goes now: the paced stream may start
+        answer = exchange(port, request)
+        answered.append((status_of(answer), time.perf_counter() - start))
+    result.send(answered)
+    result.close()
 
 
-def with_hostile_bodies(
-    port: int, rec: Recording, body: bytes
-) -> tuple[list[Stream], list[tuple[str, float]]]:
-    """One paced stream while hostile bodies arrive one after another on another connection, sent by
-    another process (spawned: this one is not forked with its state)."""
+def beside_a_process(
+    port: int, rec: Recording, target: Callable[..., None], *args: Any
+) -> tuple[list[Stream], Any]:
+    """One paced stream while ``target(*args, started, stop, result)`` runs in a process of its own
+    (spawned: not forked with this one's state), started once it sets ``started``; and what it sent
+    through ``result`` once told to stop."""
     context = multiprocessing.get_context("spawn")
     started, stop = context.Event(), context.Event()
     receive, send = context.Pipe(duplex=False)
-    attacker = context.Process(target=attack, args=(port, body, started, stop, send), daemon=True)
-    attacker.start()
+    process = context.Process(target=target, args=(*args, started, stop, send), daemon=True)
+    process.start()
     send.close()
     try:
-        if not started.wait(timeout=60):
-            raise SystemExit("FAIL: the attacking process did not start within 60 s")
+        if not started.wait(timeout=120):
+            raise SystemExit(f"FAIL: the process running {target.__name__} did not start within 120 s")
         streams = quiet(socket_streams, port, rec, 1)
     finally:
         stop.set()
-        answered = receive.recv() if receive.poll(timeout=60) else []
+        sent = None
+        if receive.poll(timeout=60):
+            with contextlib.suppress(EOFError):  # it ended without sending
+                sent = receive.recv()
         receive.close()
-        attacker.join(timeout=10)
-        if attacker.is_alive():
-            attacker.kill()
-    return streams, answered
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+    if sent is None:
+        raise SystemExit(f"FAIL: the process running {target.__name__} ended without its figures")
+    return streams, sent
 
 
 def large_recording(rec: Recording, megabytes: float) -> Recording:
@@ -475,11 +496,11 @@ def large_recording(rec: Recording, megabytes: float) -> Recording:
     return large
 
 
-def resave(path: str, port: int, trigger: bytes, started: Any, stop: Any, answers: Any) -> None:
+def resave(path: str, port: int, trigger: bytes, started: Any, stop: Any, result: Any) -> None:
     """In a process of its own: save the large recording again and again (each save changes its
     request, written aside and renamed into place, as an editor saves), each save followed by a
     small request (which makes the server see the change), until ``stop``; then send the number
-    of saves through ``answers``."""
+    of saves through ``result``."""
     target = Path(path)
     text = target.read_text(encoding="utf-8")
     saves = 0
@@ -488,61 +509,21 @@ def resave(path: str, port: int, trigger: bytes, started: Any, stop: Any, answer
         aside = target.with_suffix(".saving")
         aside.write_text(text.replace(RESAVE_MARK, f"resave-{saves:06d}", 1), encoding="utf-8")
         os.replace(aside, target)
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as c:
-            c.sendall(trigger)
-            while c.recv(65536):
-                pass
+        exchange(port, trigger)
         started.set()
         time.sleep(0.25)
-    answers.send(saves)
-    answers.close()
+    result.send(saves)
+    result.close()
 
 
-def with_resaved_recording(port: int, rec: Recording, path: Path) -> tuple[list[Stream], int]:
-    """One paced stream while another process re-saves a large recording in the server's folder."""
-    payload = json.dumps(rec.request["body"]).encode()
-    trigger = (
-        f"POST {rec.path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
-        f"{SPEED_HEADER}: 0\r\ncontent-length: {len(payload)}\r\nconnection: close\r\n\r\n"
-    ).encode() + payload
-    context = multiprocessing.get_context("spawn")
-    started, stop = context.Event(), context.Event()
-    receive, send = context.Pipe(duplex=False)
-    saver = context.Process(target=resave, args=(str(path), port, trigger, started, stop, send), daemon=True)
-    saver.start()
-    send.close()
-    try:
-        if not started.wait(timeout=120):
-            raise SystemExit("FAIL: the re-saving process did not save within 120 s")
-        streams = quiet(socket_streams, port, rec, 1)
-    finally:
-        stop.set()
-        saves = receive.recv() if receive.poll(timeout=60) else 0
-        receive.close()
-        saver.join(timeout=10)
-        if saver.is_alive():
-            saver.kill()
-    return streams, saves
-
-
-def last_save_answered(port: int, path: Path, rec: Recording) -> tuple[int, float]:
+def last_save_answered(port: int, path: Path, rec: Recording) -> tuple[str, float]:
     """The status and time of a request only the large recording's last save answers (its stream cut
     after one event): the reading of that save waited for, then the answer."""
     body = json.loads(path.read_text(encoding="utf-8"))["request"]["body"]
-    payload = json.dumps(body).encode()
-    request = (
-        f"POST {rec.path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
-        f"{SPEED_HEADER}: 0\r\nx-streamscope-fault: cut-after=1\r\ncontent-length: {len(payload)}\r\n"
-        "connection: close\r\n\r\n"
-    ).encode() + payload
+    headers = {SPEED_HEADER: "0", "x-streamscope-fault": "cut-after=1"}
     start = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as c:
-        c.sendall(request)
-        answer = b""
-        while piece := c.recv(65536):
-            answer += piece
-    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
-    return status, time.perf_counter() - start
+    answer = exchange(port, post_request(port, rec.path, json.dumps(body).encode(), headers))
+    return status_of(answer), time.perf_counter() - start
 
 
 def run_resave_attack(
@@ -567,7 +548,8 @@ def run_resave_attack(
             saves, answered = [], []
             for _ in range(rounds):
                 calm += wire_errors(quiet(socket_streams, port, rec, 1), chunks)
-                streams, saved = with_resaved_recording(port, rec, path)
+                trigger = post_request(port, rec.path, json.dumps(rec.request["body"]).encode(), WARM)
+                streams, saved = beside_a_process(port, rec, resave, str(path), port, trigger)
                 attacked += wire_errors(streams, chunks)
                 saves.append(saved)
                 answered.append(last_save_answered(port, path, rec))
@@ -640,7 +622,7 @@ def run_attacks(
     for _ in range(rounds):
         calm += wire_errors(quiet(socket_streams, port, rec, 1), chunks)
         try:
-            streams, answered = with_hostile_bodies(port, rec, body)
+            streams, answered = beside_a_process(port, rec, attack, port, body)
         except OSError as exc:
             server.wait(timeout=10)
             raise SystemExit(

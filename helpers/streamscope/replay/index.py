@@ -233,10 +233,16 @@ class RecordingIndex:
             SWITCH_INTERVAL.restore()
 
     async def current(self) -> None:
-        """Return, in the loop and without holding it, once the folder's changes are read."""
-        self._refresh()
-        reading = self._reading
-        if reading is not None:
+        """Return, in the loop and without holding it, once the folder's changes made so far are read.
+
+        The reading under way may have listed the folder before the latest change: the next one,
+        started when it ends, has it. So two at most, however often a file is saved meanwhile.
+        """
+        for _ in range(2):
+            self._refresh()
+            reading = self._reading
+            if reading is None:
+                return
             await asyncio.wait([asyncio.wrap_future(reading)])
 
     def close(self) -> None:

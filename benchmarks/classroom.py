@@ -363,6 +363,7 @@ async def run_round(learners: int, learner: Learner) -> None:
                 f"CPU {r['server_cpu_s']:.1f} s (spawned in {r['spawn_s']:.1f} s)"
             )
         print(f"             the chart said: {r['chart_said']}")
+    print(f"  the kernels' Python: {', '.join(sorted({r['python'] for r in reports}))}")
     busy = sum(r["chart_busy"] for r in reports)
     errors = [abs(r["ttft_chart_s"] - r["ttft_recorded_s"]) * 1000 for r in reports]
     servers = (

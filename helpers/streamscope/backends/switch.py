@@ -13,7 +13,7 @@ import openai
 
 from ..errors import BackendError
 from ..replay import SPEED_HEADER, check_speed
-from .local import CHAT_MODEL, COMPLETION_MODEL, model_for
+from .local import CHAT_MODEL, COMPLETION_MODEL
 from .probe import CheckedAsyncOpenAI, CheckedOpenAI, probe, shown_url
 from .registry import shared_local_server, shared_replay_server
 from .substitute import AsyncSubstitutingTransport, SubstitutingTransport, Substitutions
@@ -30,8 +30,6 @@ __all__ = [
     "api_key_for",
     "async_client",
     "client",
-    "model",
-    "prompt",
     "resolve",
     "substitutions_for",
 ]
@@ -96,14 +94,6 @@ class _Kind(ABC):
         """What it is asked instead of the models and prompts the notebooks name."""
 
     @abstractmethod
-    def model(self, recorded: str, live: str | None) -> str:
-        """The model a notebook asks it for (``model``)."""
-
-    def prompt(self, recorded: str, local: str) -> str:
-        """The prompt a notebook sends it (``prompt``)."""
-        return recorded
-
-    @abstractmethod
     def banner(self, backend: Backend) -> str:
         """``str(backend)`` without the substitutions."""
 
@@ -125,9 +115,6 @@ class _Replay(_Kind):
 
     def substitutions(self) -> Substitutions:
         return Substitutions()  # the recordings answer only the names as recorded
-
-    def model(self, recorded: str, live: str | None) -> str:
-        return recorded
 
     def banner(self, backend: Backend) -> str:
         return (
@@ -156,13 +143,6 @@ class _Url(_Kind):
         if chosen := _chosen_model():
             return Substitutions(endpoint_models=dict.fromkeys(_ENDPOINTS, chosen))
         return self.asked_instead
-
-    def model(self, recorded: str, live: str | None) -> str:
-        return _chosen_model() or self.own_model(recorded, live)
-
-    def own_model(self, recorded: str, live: str | None) -> str:
-        """The model a notebook asks it for, without ``$STREAMSCOPE_MODEL``."""
-        return live or recorded
 
     def banner(self, backend: Backend) -> str:
         state = f": {backend.problem}" if backend.problem else ""
@@ -200,15 +180,6 @@ class _Local(_Url):
         return Backend(
             "local", server.base_url, description=server.banner, substitutions=self.substitutions()
         )
-
-    def own_model(self, recorded: str, live: str | None) -> str:
-        # The server holds one model at a time: load this one now, not during the first timed request.
-        name = model_for(recorded)
-        shared_local_server().load(name)
-        return name
-
-    def prompt(self, recorded: str, local: str) -> str:
-        return local
 
     def banner(self, backend: Backend) -> str:
         return f"streamscope backend: {backend.description} ({_GO_REPLAY})"
@@ -291,30 +262,6 @@ def active_backend(backend: str | None = None, *, speed: float | None = None) ->
     """The backend that ``client(backend, speed=speed)`` would use, started if it is the replay server."""
     kind, base_url = resolve(backend)
     return _KINDS[kind].started(base_url, speed)
-
-
-def model(recorded: str, *, live: str | None = None, backend: str | None = None) -> str:
-    """The model a notebook asks for: ``recorded`` on replay (the recordings answer only it).
-
-    On a live backend the recorded model may be retired (``text-davinci-002`` is), so it is
-    ``$STREAMSCOPE_MODEL`` if set (for a local server's own model names), else ``live``, else
-    ``recorded``. On ``local`` it is the local server's model for that endpoint: its chat model,
-    or its base model for a completions-only name such as ``text-davinci-002``; that model is
-    loaded now, so that the notebook's first timed request does not include loading it.
-    """
-    kind, _ = resolve(backend)
-    return _KINDS[kind].model(recorded, live)
-
-
-def prompt(recorded: str, *, local: str, backend: str | None = None) -> str:
-    """The prompt a notebook sends: ``recorded`` (the recordings answer only it), or ``local`` on the
-    ``local`` backend, whose small model needs plainer words for the same task.
-
-    SmolLM2 135M answers the seed's "Count to 100, with a comma between each number ..." with
-    ``1, 2, 3, ...`` and stops; a notebook shows both prompts, so the reader sees what was asked.
-    """
-    kind, _ = resolve(backend)
-    return _KINDS[kind].prompt(recorded, local)
 
 
 def _client_options(

@@ -11,13 +11,14 @@ HTTP/1.0 socket cannot time it).
 - tokens/s: content events after the first, over the time from the first to the last (one token
   per event on this server; decode speed, the prompt's processing left out).
 
-The peer is llama-cpp-python 0.3.36's server on the same model, which this project ran before:
-its figures (FIELD_NOTES, December 2026: TTFT 0.04-0.15 s, about 75-80 tokens/s on a quiet
-machine, 30 on a busy one) were not taken in this sitting, so no ratio is printed. The first
-round is cold (no prompt cache); later identical rounds hit llama.cpp's prompt cache.
+The peer, ``--peer URL``: any other OpenAI-compatible server on the same model file, for example
+llama-cpp-python 0.3.36's server (``python -m llama_cpp.server --model SmolLM2-135M-Instruct.Q4_1.gguf
+--n_threads 2 --n_ctx 4096``), which this backend ran before llama-server. Rounds alternate between
+the two servers, so that the machine's other work falls on both alike, and the ratios are printed.
+The first round on each is cold (no prompt cache); later identical rounds hit the prompt cache.
 
-Run: ``.venv/bin/python benchmarks/local_server.py`` (about 20 s). Exits 2 if the local backend
-cannot start (``make local-install``).
+Run: ``.venv/bin/python benchmarks/local_server.py [--peer URL]`` (about 20 s a server). Exits 2
+if the local backend cannot start (``make local-install``).
 """
 
 from __future__ import annotations
@@ -59,27 +60,47 @@ def measure(base_url: str) -> tuple[float, float, int]:
     return content[0], (len(content) - 1) / (content[-1] - content[0]), len(content)
 
 
+def summary(rounds: list[tuple[float, float, int]]) -> tuple[float, float, float]:
+    """(cold TTFT, warm TTFT median, tokens/s median) over the rounds, the first being cold."""
+    warm = statistics.median(r[0] for r in rounds[1:] or rounds)
+    return rounds[0][0], warm, statistics.median(r[1] for r in rounds)
+
+
+def report(name: str, rounds: list[tuple[float, float, int]]) -> None:
+    for n, (ttft, rate, count) in enumerate(rounds, 1):
+        print(f"  {name} round {n}: TTFT {ttft * 1e3:.0f} ms, {rate:.1f} tokens/s, {count} content events")
+    cold, warm, rate = summary(rounds)
+    print(f"  {name}: cold TTFT {cold * 1e3:.0f} ms, warm TTFT median {warm * 1e3:.0f} ms, "
+          f"tokens/s median {rate:.1f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--peer", metavar="URL", help="another server's base URL (…/v1) to time beside it")
     args = parser.parse_args(argv)
     try:
         server = LocalServer().start()
     except LocalServerError as exc:
         print(f"local_server: cannot run: {exc}", file=sys.stderr)
         return 2
+    ours: list[tuple[float, float, int]] = []
+    peer: list[tuple[float, float, int]] = []
     try:
-        rounds = [measure(server.base_url) for _ in range(args.rounds)]
+        for _ in range(args.rounds):
+            ours.append(measure(server.base_url))
+            if args.peer:
+                peer.append(measure(args.peer.rstrip("/")))
     finally:
         server.stop()
     print(f"server: {server.banner}")
     print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for n, (ttft, rate, count) in enumerate(rounds, 1):
-        print(f"round {n}: TTFT {ttft * 1e3:.0f} ms, {rate:.1f} tokens/s over {count} content events")
-    warm = statistics.median(r[0] for r in rounds[1:] or rounds)
-    rate = statistics.median(r[1] for r in rounds)
-    cold = rounds[0][0]
-    print(f"cold TTFT {cold * 1e3:.0f} ms; warm TTFT median {warm * 1e3:.0f} ms; tokens/s median {rate:.1f}")
+    report("llama-server", ours)
+    if peer:
+        report(f"peer {args.peer}", peer)
+        (c1, w1, r1), (c2, w2, r2) = summary(ours), summary(peer)
+        print(f"llama-server against the peer: cold TTFT x{c1 / c2:.2f}, warm TTFT x{w1 / w2:.2f}, "
+              f"tokens/s x{r1 / r2:.2f}")  # fmt: skip
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The core path (notebooks 01-03) within its reading budget, as tools/course_budget.py counts it."""
+"""The core path (notebooks 01-03) within its reading budget, as tools/course_budget.py counts it; every
+notebook's request cells name their model and prompt themselves."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ budget = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = budget  # dataclasses look their module up there
 _spec.loader.exec_module(budget)
 
-CORE = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb") if p.name.startswith(budget.CORE_PATH))
-# A core request cell names its model and prompt itself, as the reader's own program would.
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CORE = [p for p in NOTEBOOKS if p.name.startswith(budget.CORE_PATH)]
+# A request cell names its model and prompt itself, as the reader's own program would.
 HELPER_CALLS = ("streamscope.model(", "streamscope.prompt(")
 
 
@@ -31,8 +33,8 @@ def test_the_core_path_is_within_its_budget():
     assert max(c.longest_code_cell for c in counts) <= budget.BUDGET_LINES_PER_CELL
 
 
-@pytest.mark.parametrize("path", CORE, ids=[p.stem for p in CORE])
-def test_no_core_cell_asks_a_helper_for_its_model_or_prompt(path):
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_no_cell_asks_a_helper_for_its_model_or_prompt(path):
     for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
         source = "".join(cell["source"])
         assert not any(call in source for call in HELPER_CALLS), source

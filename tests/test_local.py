@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-import streamscope
-from streamscope.backends import local, registry, switch
+from streamscope.backends import local, switch
 from streamscope.backends.local import build
 from streamscope.backends.local import models as local_models
 from streamscope.backends.local import server as local_server
@@ -32,38 +31,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 needs_server = pytest.mark.skipif(local.unavailable() is not None, reason=str(local.unavailable()))
-
-
-def test_model_names_map_to_the_local_model_for_their_endpoint() -> None:
-    assert local.model_for("gpt-3.5-turbo") == local.CHAT_MODEL == "smollm2-135m-instruct"
-    assert local.model_for("gpt-4o-mini") == local.CHAT_MODEL
-    assert local.model_for("text-davinci-002") == local.COMPLETION_MODEL == "gemma-3-270m"
-    assert local.model_for("gpt-3.5-turbo-instruct") == local.COMPLETION_MODEL
-
-
-class _Server:
-    def __init__(self) -> None:
-        self.loaded: list[str] = []
-
-    def load(self, alias: str) -> None:
-        self.loaded.append(alias)
-
-    def stop(self) -> None:
-        pass
-
-
-def test_model_on_local_names_and_loads_the_model(
-    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> None:
-    server = _Server()
-    registry.use("local", server)
-    request.addfinalizer(lambda: registry.reset("local"))
-    monkeypatch.setenv("STREAMSCOPE_BACKEND", "local")
-    assert streamscope.model("gpt-3.5-turbo", live="gpt-4o-mini") == local.CHAT_MODEL
-    assert streamscope.model("text-davinci-002", live="gpt-3.5-turbo-instruct") == local.COMPLETION_MODEL
-    assert server.loaded == [local.CHAT_MODEL, local.COMPLETION_MODEL]
-    monkeypatch.setenv("STREAMSCOPE_MODEL", "mine")
-    assert streamscope.model("gpt-3.5-turbo") == "mine"
 
 
 def test_published_model_constants_are_consistent() -> None:

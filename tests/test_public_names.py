@@ -1,15 +1,23 @@
-"""The notebooks use only the package's public face: names in ``__all__`` of the modules they import."""
+"""The package's public face: every name in a module's ``__all__`` is there, once, and the notebooks
+use only such names."""
 
 from __future__ import annotations
 
 import ast
 import importlib
 import json
+import pkgutil
 from pathlib import Path
 
 import pytest
+import streamscope
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(streamscope.__path__, "streamscope.")
+    if not m.name.endswith("__main__")
+)
 
 
 def _code(notebook: Path) -> str:
@@ -45,7 +53,14 @@ def test_notebooks_import_only_public_names(notebook: Path) -> None:
 
 
 def test_every_public_name_of_the_package_resolves() -> None:
-    import streamscope
-
     for name in streamscope.__all__:
         assert getattr(streamscope, name) is not None
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_name_in_a_modules_all_is_there_once(name: str) -> None:
+    # A package's face built from its submodules' (replay's) must not name a thing twice or name a lost one.
+    module = importlib.import_module(name)
+    names = list(getattr(module, "__all__", []))
+    assert len(names) == len(set(names)), f"{name}.__all__ names some twice: {sorted(names)}"
+    assert not [n for n in names if not hasattr(module, n)], f"{name}.__all__ names what it lacks"

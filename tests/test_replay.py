@@ -22,8 +22,11 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+import streamscope.matching
+import streamscope.replay.app
+import streamscope.replay.index
 from streamscope.recording import Event, Recording
-from streamscope.replay import SPEED_HEADER, RecordingIndex, ReplayServer, create_app
+from streamscope.replay import FAULT_HEADER, SPEED_HEADER, RecordingIndex, ReplayServer, create_app
 from streamscope.replay.contract import ARRIVAL_KEY
 from streamscope.replay.index import _Entry
 from streamscope.replay.sending import _paced_events, _Stats
@@ -324,3 +327,73 @@ def test_serve_command_with_a_missing_folder_is_one_clear_line(tmp_path: Path) -
     assert result.returncode != 0
     assert "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# A request wrong in several ways at once is answered for the first, in the order the answer's
+# steps run (replay.app): content type, body, speed header, fault header, the recording.
+UNKNOWN = {**CHAT_BODY, "model": "gpt-none"}
+
+
+def _post(
+    server: ReplayServer, body: dict, headers: dict[str, str], content_type: str = "application/json"
+) -> httpx2.Response:
+    return httpx2.post(
+        server.base_url + "/chat/completions", json=body, headers={**headers, "content-type": content_type}
+    )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "headers", "status", "fragment"),
+    [
+        (
+            "text/plain",
+            {SPEED_HEADER: "fast", FAULT_HEADER: "nonsense"},
+            415,
+            "content-type: application/json",
+        ),
+        ("application/json", {SPEED_HEADER: "fast", FAULT_HEADER: "nonsense"}, 400, f"Header {SPEED_HEADER}"),
+        ("application/json", {FAULT_HEADER: "nonsense"}, 400, f"Header {FAULT_HEADER}: cannot read"),
+    ],
+)
+def test_the_first_wrong_thing_answers(
+    server: ReplayServer, content_type: str, headers: dict[str, str], status: int, fragment: str
+) -> None:
+    answer = _post(server, UNKNOWN, headers, content_type)  # no recording answers it either
+    assert answer.status_code == status, answer.text
+    assert fragment in answer.json()["error"]["message"]
+
+
+def test_a_fault_on_a_request_no_recording_answers_is_the_404(server: ReplayServer) -> None:
+    answer = _post(server, UNKNOWN, {FAULT_HEADER: "cut-after=2"})
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "recording_not_found"
+
+
+def test_a_fault_on_a_non_streamed_recording_is_refused(server: ReplayServer) -> None:
+    rec = synthetic_completion_recording()
+    path = rec.path.removeprefix("/v1")
+    answer = httpx2.post(
+        server.base_url + path, json=rec.request["body"], headers={FAULT_HEADER: "cut-after=1"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == (
+        f"Header {FAULT_HEADER}: {rec.name!r} is not a streamed response."
+    )
+
+
+def test_the_path_is_written_in_full_once_per_request(
+    server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = streamscope.matching.api_path
+
+    def counted(path: str) -> streamscope.matching.ApiPath:
+        calls.append(path)
+        return real(path)
+
+    for module in (streamscope.matching, streamscope.replay.app, streamscope.replay.index):
+        monkeypatch.setattr(module, "api_path", counted)
+    assert _post(server, CHAT_BODY, {}).status_code == 200
+    assert calls == ["/v1/chat/completions"]
+    calls.clear()
+    assert _post(server, UNKNOWN, {}).status_code == 404  # its hint is made in the body worker's process
+    assert calls == ["/v1/chat/completions"]

@@ -16,8 +16,6 @@ _LAZY = {
     "client": "backends.switch",
     "async_client": "backends.switch",
     "active_backend": "backends.switch",
-    "model": "backends.switch",
-    "prompt": "backends.switch",
     "last_source": "backends.provenance",
     "source_of": "backends.provenance",
     "sent_log": "backends.provenance",

@@ -8,6 +8,10 @@ The API reads each pair as the same request, so the replay server must too.
 the same request when their paths and forms are equal. :func:`differing_fields` names the
 fields in which two forms differ, for the 404 that says why nothing matched.
 
+A path is written in its full form (:func:`api_path`: ``chat/completions`` ->
+``/v1/chat/completions``) once, where a request or recording comes in, and passed along as an
+:data:`ApiPath`; only :func:`match_key`, which names a request from any spelling, writes it itself.
+
 The rule, field by field (the README's table "Which recording answers a request" lists it):
 
 - Numbers are compared as JSON numbers: ``0`` and ``0.0`` are one number (``true`` is
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, NewType
 
 __all__ = [
     "CHAT",
@@ -45,15 +49,24 @@ __all__ = [
     "DEFAULTS",
     "IGNORED_FIELDS",
     "RESPONSES",
+    "ApiPath",
     "api_path",
     "differing_fields",
+    "form_key",
     "json_number_form",
     "match_key",
     "request_form",
     "unread_fields",
 ]
 
-CHAT, COMPLETIONS, RESPONSES = "/v1/chat/completions", "/v1/completions", "/v1/responses"
+# An API path in its full form, as ``api_path`` writes it.
+ApiPath = NewType("ApiPath", str)
+
+CHAT, COMPLETIONS, RESPONSES = (
+    ApiPath("/v1/chat/completions"),
+    ApiPath("/v1/completions"),
+    ApiPath("/v1/responses"),
+)
 
 # Request fields that cannot change what the model returns.
 IGNORED_FIELDS = frozenset(
@@ -92,10 +105,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _STREAM_OPTION_DEFAULTS = {"include_obfuscation": True, "include_usage": False}
 
 
-def api_path(path: str) -> str:
+def api_path(path: str) -> ApiPath:
     """An API path in its full form: ``chat/completions`` -> ``/v1/chat/completions``."""
     path = "/" + path.strip("/")
-    return path if path.startswith("/v1/") else "/v1" + path
+    return ApiPath(path if path.startswith("/v1/") else "/v1" + path)
 
 
 def json_number_form(value: Any) -> Any:
@@ -147,7 +160,7 @@ def _input_form(value: Any) -> Any:
 _ABSENT = object()
 
 
-def _field_form(path: str, name: str, value: Any, has_tools: bool) -> Any:
+def _field_form(path: ApiPath, name: str, value: Any, has_tools: bool) -> Any:
     """One field's form, or _ABSENT where the field counts as left out."""
     if value is None or name in IGNORED_FIELDS:
         return _ABSENT
@@ -175,16 +188,15 @@ def _field_form(path: str, name: str, value: Any, has_tools: bool) -> Any:
 
 
 def request_form(
-    path: str, body: Mapping[str, Any], *, fields: Collection[str] | None = None
+    path: ApiPath, body: Mapping[str, Any], *, fields: Collection[str] | None = None
 ) -> dict[str, Any]:
-    """THE rule: ``body`` (sent to ``path``) in the one spelling that equal requests share.
+    """THE rule: ``body`` (sent to ``path``, in full form) in the one spelling that equal requests share.
 
     Two requests are the same request when their ``api_path``s and forms are equal.
     ``fields``: form only these fields of the body (the others are skipped unread): the
     replay index asks only for the fields that some recording has, so that a body with
     300,000 other keys costs one pass over its keys (``unread_fields`` finds those).
     """
-    path = api_path(path)
     has_tools = bool(body.get("tools"))  # null and [] are no tools
     form = {}
     for name, value in body.items():
@@ -195,13 +207,14 @@ def request_form(
     return form
 
 
-def unread_fields(path: str, body: Mapping[str, Any], fields: Collection[str], *, limit: int) -> list[str]:
+def unread_fields(
+    path: ApiPath, body: Mapping[str, Any], fields: Collection[str], *, limit: int
+) -> list[str]:
     """Up to ``limit`` fields of ``body`` outside ``fields`` that do not count as absent, in the body's order.
 
     Where ``fields`` are those the recordings have, a body with any of these matches nothing.
     Cheap: a value is read only to see whether it is a default, a comparison of small values.
     """
-    path = api_path(path)
     has_tools = bool(body.get("tools"))  # null and [] are no tools
     found: list[str] = []
     for name, value in body.items():
@@ -212,7 +225,7 @@ def unread_fields(path: str, body: Mapping[str, Any], fields: Collection[str], *
     return found
 
 
-def _counts_as_absent(path: str, name: str, value: Any, has_tools: bool) -> bool:
+def _counts_as_absent(path: ApiPath, name: str, value: Any, has_tools: bool) -> bool:
     if value is None or name in IGNORED_FIELDS:
         return True
     if isinstance(value, list | dict) and len(value) > 2:  # no default is that big: never walk it
@@ -220,9 +233,15 @@ def _counts_as_absent(path: str, name: str, value: Any, has_tools: bool) -> bool
     return _field_form(path, name, value, has_tools) is _ABSENT
 
 
+def form_key(path: ApiPath, form: Mapping[str, Any]) -> str:
+    """The identity of a request already formed (``request_form``), as text: path and form, keys sorted."""
+    return path + " " + json.dumps(form, sort_keys=True, separators=(",", ":"))
+
+
 def match_key(path: str, body: Mapping[str, Any]) -> str:
-    """A request's identity for replay, as text: its API path and its form (keys sorted)."""
-    return api_path(path) + " " + json.dumps(request_form(path, body), sort_keys=True, separators=(",", ":"))
+    """A request's identity for replay, as text, from any spelling of its path: equal keys, same request."""
+    full = api_path(path)
+    return form_key(full, request_form(full, body))
 
 
 def differing_fields(asked: Mapping[str, Any], recorded: Mapping[str, Any]) -> list[str]:

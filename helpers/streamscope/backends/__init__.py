@@ -16,10 +16,10 @@ the ``STREAMSCOPE_BACKEND`` environment variable:
   (vLLM, llama.cpp server, LM Studio): any OpenAI-compatible server. A URL with no
   path gets ``/v1``. The key is ``OPENAI_API_KEY`` if set, else a placeholder.
 
-``model(recorded, live=...)`` names the model to ask for: the recorded one on replay, the
-local server's chat or completions model on ``local``, on another live backend
-``STREAMSCOPE_MODEL`` or a current model. ``prompt(recorded, local=...)`` does the same for a
-prompt the local model would not follow as the recordings' models did.
+Notebooks name the recorded models and prompts literally. On a live backend the client's
+transport asks for something else where it must (``substitute.py``): current models for retired
+ones on OpenAI, ``STREAMSCOPE_MODEL`` (if set) on any live server, and on ``local`` the local
+server's chat or completions model and plainer words for the seed's prompt.
 
 Replay speed comes from ``speed=`` or else ``STREAMSCOPE_SPEED`` (1 = as recorded,
 2 = twice as fast, 0 = no waiting); each client sends it to the shared server with

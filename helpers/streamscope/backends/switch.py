@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx2
@@ -12,7 +13,7 @@ import openai
 
 from ..errors import BackendError
 from ..replay import SPEED_HEADER, check_speed
-from .local import CHAT_MODEL, COMPLETION_MODEL, model_for
+from .local import CHAT_MODEL, COMPLETION_MODEL
 from .probe import CheckedAsyncOpenAI, CheckedOpenAI, probe, shown_url
 from .registry import shared_local_server, shared_replay_server
 from .substitute import AsyncSubstitutingTransport, SubstitutingTransport, Substitutions
@@ -29,33 +30,18 @@ __all__ = [
     "api_key_for",
     "async_client",
     "client",
-    "model",
-    "prompt",
     "resolve",
     "substitutions_for",
 ]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-
-
 BACKEND_ENV = "STREAMSCOPE_BACKEND"
-
-
 SPEED_ENV = "STREAMSCOPE_SPEED"
-
-
 MODEL_ENV = "STREAMSCOPE_MODEL"
-
-
 # The SDK insists on a key; replay and most local servers ignore it.
 PLACEHOLDER_KEY = "streamscope-no-key"
-
-
 _GO_LIVE = f"set {BACKEND_ENV}=openai or a base URL to go live"
-
-
 _GO_REPLAY = f"set {BACKEND_ENV}=replay to replay recordings"
-
 
 BackendKind = Literal["replay", "openai", "local", "url"]
 
@@ -68,6 +54,7 @@ _CURRENT_OPENAI_MODELS = {
 # The seed's prompt, which SmolLM2 135M answers with "1, 2, 3, ..." and stops; plainer words, same task.
 _SEED_COUNT = "Count to 100, with a comma between each number and no newlines. E.g., 1, 2, 3, ..."
 _LOCAL_PROMPTS = {_SEED_COUNT: "Write the numbers from 1 to 50, separated by commas."}
+_ENDPOINTS = ("/chat/completions", "/responses", "/completions")  # the first that ends a path wins
 
 
 @dataclass(frozen=True)
@@ -82,22 +69,128 @@ class Backend:
     problem: str | None = None  # live URLs only: why it is not an API that answers (probe.probe)
 
     def __str__(self) -> str:
-        banner = self._banner()
+        banner = _KINDS[self.kind].banner(self)
         said = self.substitutions.describe()
         return f"{banner}\n  it {said}" if said else banner
 
-    def _banner(self) -> str:
-        if self.kind == "replay":
-            return (
-                f"streamscope backend: replay of recorded streams at {self.base_url}, "
-                f"speed {self.speed:g} ({_GO_LIVE})"
-            )
-        if self.kind == "local":
-            return f"streamscope backend: {self.description} ({_GO_REPLAY})"
-        where = "live OpenAI API" if self.kind == "openai" else "live OpenAI-compatible server"
-        state = f": {self.problem}" if self.problem else ""
-        key = ", key from OPENAI_API_KEY" if self.kind == "openai" else ""
-        return f"streamscope backend: {where} at {shown_url(self.base_url)}{state}{key} ({_GO_REPLAY})"
+
+class _Kind(ABC):
+    """What one kind of backend does where the kinds differ: every function of this module asks its kind."""
+
+    name: ClassVar[BackendKind]
+    named_as: ClassVar[str | None] = None  # the word that chooses it, with a note (None: chosen by its URL)
+    base_url: ClassVar[str | None] = None  # where it answers, where that is fixed
+
+    @abstractmethod
+    def started(self, base_url: str | None, speed: float | None) -> Backend:
+        """The backend of this kind (at ``base_url``, a URL's), its server started if it is ours."""
+
+    def api_key(self) -> str:
+        """The key to send: OPENAI_API_KEY if set."""
+        return os.environ.get("OPENAI_API_KEY", "").strip() or PLACEHOLDER_KEY
+
+    @abstractmethod
+    def substitutions(self) -> Substitutions:
+        """What it is asked instead of the models and prompts the notebooks name."""
+
+    @abstractmethod
+    def banner(self, backend: Backend) -> str:
+        """``str(backend)`` without the substitutions."""
+
+    def headers(self, backend: Backend) -> dict[str, str]:
+        """Headers every request to it carries."""
+        return {}
+
+
+class _Replay(_Kind):
+    """The shared replay server: the recordings answer, as recorded, at the speed chosen."""
+
+    name, named_as = "replay", '"replay" (the default)'
+
+    def started(self, base_url: str | None, speed: float | None) -> Backend:
+        return Backend("replay", shared_replay_server().base_url, _speed(speed))
+
+    def api_key(self) -> str:
+        return PLACEHOLDER_KEY
+
+    def substitutions(self) -> Substitutions:
+        return Substitutions()  # the recordings answer only the names as recorded
+
+    def banner(self, backend: Backend) -> str:
+        return (
+            f"streamscope backend: replay of recorded streams at {backend.base_url}, "
+            f"speed {backend.speed:g} ({_GO_LIVE})"
+        )
+
+    def headers(self, backend: Backend) -> dict[str, str]:
+        return {SPEED_HEADER: f"{backend.speed!r}"}
+
+
+class _Url(_Kind):
+    """A live OpenAI-compatible server at a base URL; ``$STREAMSCOPE_MODEL``, if set, for every model."""
+
+    name = "url"
+    where = "live OpenAI-compatible server"
+    key_said = ""
+    asked_instead = Substitutions()  # without $STREAMSCOPE_MODEL
+
+    def started(self, base_url: str | None, speed: float | None) -> Backend:
+        self.api_key()  # fail now, not at the first request, if the key is missing
+        assert base_url is not None
+        return Backend(self.name, base_url, substitutions=self.substitutions(), problem=probe(base_url))
+
+    def substitutions(self) -> Substitutions:
+        if chosen := _chosen_model():
+            return Substitutions(endpoint_models=dict.fromkeys(_ENDPOINTS, chosen))
+        return self.asked_instead
+
+    def banner(self, backend: Backend) -> str:
+        state = f": {backend.problem}" if backend.problem else ""
+        url = shown_url(backend.base_url)
+        return f"streamscope backend: {self.where} at {url}{state}{self.key_said} ({_GO_REPLAY})"
+
+
+class _OpenAI(_Url):
+    """The live OpenAI API: a key required, current models for retired or foreign names."""
+
+    name, named_as, base_url = "openai", '"openai" (with OPENAI_API_KEY)', OPENAI_BASE_URL
+    where, key_said = "live OpenAI API", ", key from OPENAI_API_KEY"
+    asked_instead = Substitutions(models=_CURRENT_OPENAI_MODELS)
+
+    def api_key(self) -> str:
+        if key := os.environ.get("OPENAI_API_KEY", "").strip():
+            return key
+        raise BackendError(
+            f"{BACKEND_ENV}=openai needs an API key: set OPENAI_API_KEY "
+            f"(or unset {BACKEND_ENV} to replay recordings)"
+        )
+
+
+class _Local(_Url):
+    """The local server (llama-server on this CPU): its own chat or completions model, plainer prompts."""
+
+    name, named_as = "local", '"local" (a model on this CPU)'
+    asked_instead = Substitutions(
+        endpoint_models=dict(zip(_ENDPOINTS, (CHAT_MODEL, CHAT_MODEL, COMPLETION_MODEL), strict=True)),
+        texts=_LOCAL_PROMPTS,
+    )
+
+    def started(self, base_url: str | None, speed: float | None) -> Backend:
+        server = shared_local_server()
+        return Backend(
+            "local", server.base_url, description=server.banner, substitutions=self.substitutions()
+        )
+
+    def banner(self, backend: Backend) -> str:
+        return f"streamscope backend: {backend.description} ({_GO_REPLAY})"
+
+
+# Adding a kind: its class above, its name in BackendKind, and its entry here.
+_KINDS: dict[str, _Kind] = {kind.name: kind for kind in (_Replay(), _OpenAI(), _Local(), _Url())}
+
+
+def _chosen_model() -> str:
+    return os.environ.get(MODEL_ENV, "").strip()
 
 
 def _base_url(setting: str) -> str:
@@ -138,32 +231,21 @@ def _speed(speed: float | None) -> float:
 def resolve(backend: str | None = None) -> tuple[BackendKind, str | None]:
     """The backend kind and base URL a setting names (``None``: the shared replay or local server)."""
     setting = (backend if backend is not None else os.environ.get(BACKEND_ENV, "")).strip()
-    if setting.lower() in ("", "replay"):
-        return "replay", None
-    if setting.lower() == "openai":
-        return "openai", OPENAI_BASE_URL
-    if setting.lower() == "local":
-        return "local", None
+    kind = _KINDS.get(setting.lower() or "replay")
+    if kind is not None and kind.named_as is not None:
+        return kind.name, kind.base_url
     if "://" in setting:
         return "url", _base_url(setting)
+    choices = ", ".join(k.named_as for k in _KINDS.values() if k.named_as is not None)
     raise BackendError(
-        f'{BACKEND_ENV}={setting!r} is not a backend: use "replay" (the default), "openai" '
-        '(with OPENAI_API_KEY), "local" (a model on this CPU), or the base URL of an OpenAI-compatible '
-        "server, e.g. http://localhost:11434/v1"
+        f"{BACKEND_ENV}={setting!r} is not a backend: use {choices}, or the base URL of an "
+        "OpenAI-compatible server, e.g. http://localhost:11434/v1"
     )
 
 
 def api_key_for(kind: BackendKind) -> str:
     """The key to send: OPENAI_API_KEY for OpenAI (required), for other servers if set."""
-    key = os.environ.get("OPENAI_API_KEY", "").strip()
-    if kind == "openai" and not key:
-        raise BackendError(
-            f"{BACKEND_ENV}=openai needs an API key: set OPENAI_API_KEY "
-            f"(or unset {BACKEND_ENV} to replay recordings)"
-        )
-    if kind == "replay":
-        return PLACEHOLDER_KEY
-    return key or PLACEHOLDER_KEY
+    return _KINDS[kind].api_key()
 
 
 def substitutions_for(kind: BackendKind) -> Substitutions:
@@ -173,65 +255,13 @@ def substitutions_for(kind: BackendKind) -> Substitutions:
     names; any live server gets ``$STREAMSCOPE_MODEL``, if set, for every model; the local server its
     own chat or completions model, and plainer words for the seed's prompt.
     """
-    endpoints = ("/chat/completions", "/responses", "/completions")  # the first that ends a path wins
-    if kind == "replay":
-        return Substitutions()
-    if chosen := os.environ.get(MODEL_ENV, "").strip():
-        return Substitutions(endpoint_models=dict.fromkeys(endpoints, chosen))
-    if kind == "local":
-        models = dict(zip(endpoints, (CHAT_MODEL, CHAT_MODEL, COMPLETION_MODEL), strict=True))
-        return Substitutions(endpoint_models=models, texts=_LOCAL_PROMPTS)
-    if kind == "openai":
-        return Substitutions(models=_CURRENT_OPENAI_MODELS)
-    return Substitutions()
+    return _KINDS[kind].substitutions()
 
 
 def active_backend(backend: str | None = None, *, speed: float | None = None) -> Backend:
     """The backend that ``client(backend, speed=speed)`` would use, started if it is the replay server."""
     kind, base_url = resolve(backend)
-    if kind == "replay":
-        return Backend("replay", shared_replay_server().base_url, _speed(speed))
-    if kind == "local":
-        server = shared_local_server()
-        return Backend(
-            "local", server.base_url, description=server.banner, substitutions=substitutions_for(kind)
-        )
-    api_key_for(kind)  # fail now, not at the first request, if the key is missing
-    assert base_url is not None
-    return Backend(kind, base_url, substitutions=substitutions_for(kind), problem=probe(base_url))
-
-
-def model(recorded: str, *, live: str | None = None, backend: str | None = None) -> str:
-    """The model a notebook asks for: ``recorded`` on replay (the recordings answer only it).
-
-    On a live backend the recorded model may be retired (``text-davinci-002`` is), so it is
-    ``$STREAMSCOPE_MODEL`` if set (for a local server's own model names), else ``live``, else
-    ``recorded``. On ``local`` it is the local server's model for that endpoint: its chat model,
-    or its base model for a completions-only name such as ``text-davinci-002``; that model is
-    loaded now, so that the notebook's first timed request does not include loading it.
-    """
-    kind, _ = resolve(backend)
-    if kind == "replay":
-        return recorded
-    if chosen := os.environ.get(MODEL_ENV, "").strip():
-        return chosen
-    if kind == "local":
-        # The server holds one model at a time: load this one now, not during the first timed request.
-        name = model_for(recorded)
-        shared_local_server().load(name)
-        return name
-    return live or recorded
-
-
-def prompt(recorded: str, *, local: str, backend: str | None = None) -> str:
-    """The prompt a notebook sends: ``recorded`` (the recordings answer only it), or ``local`` on the
-    ``local`` backend, whose small model needs plainer words for the same task.
-
-    SmolLM2 135M answers the seed's "Count to 100, with a comma between each number ..." with
-    ``1, 2, 3, ...`` and stops; a notebook shows both prompts, so the reader sees what was asked.
-    """
-    kind, _ = resolve(backend)
-    return local if kind == "local" else recorded
+    return _KINDS[kind].started(base_url, speed)
 
 
 def _client_options(
@@ -240,7 +270,8 @@ def _client_options(
     if "base_url" in kwargs:
         raise TypeError("pass backend=<base URL> (or set STREAMSCOPE_BACKEND) rather than base_url=")
     active = active_backend(backend, speed=speed)
-    options: dict[str, Any] = {"base_url": active.base_url, "api_key": api_key_for(active.kind), **kwargs}
+    kind = _KINDS[active.kind]
+    options: dict[str, Any] = {"base_url": active.base_url, "api_key": kind.api_key(), **kwargs}
     if active.substitutions and "http_client" not in kwargs:  # an http_client of the caller's is sent as is
         subs = active.substitutions
         options["http_client"] = (
@@ -250,11 +281,8 @@ def _client_options(
             if asynchronous
             else openai.DefaultHttpxClient(transport=SubstitutingTransport(subs, httpx2.HTTPTransport()))
         )
-    if active.kind == "replay":
-        options["default_headers"] = {
-            **(kwargs.get("default_headers") or {}),
-            SPEED_HEADER: f"{active.speed!r}",
-        }
+    if headers := kind.headers(active):
+        options["default_headers"] = {**(kwargs.get("default_headers") or {}), **headers}
     return options
 
 

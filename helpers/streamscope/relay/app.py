@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from ..replay.app import _error, _is_json, _LoopbackHostsOnly, _parse_body, _read_body
+from ..replay.checks import _error, _is_json, _LoopbackHostsOnly, _parse_body, _read_body
 from ..replay.contract import _error_content
 from ..sse import SSEDecoder
 from .log import RelayedRequest, RelayLog

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RecordingError
-from ..matching import api_path, differing_fields, match_key, request_form, unread_fields
+from ..matching import ApiPath, api_path, differing_fields, form_key, request_form, unread_fields
 from ..recording import RECORDINGS_DIR, FileCache, Recording, event_bytes, load_folder, without_duplicates
 from .contract import USAGE_NOT_RECORDED
 from .resume import Resumable, resumable
@@ -30,6 +30,7 @@ class _Entry:
     """A recording with its events laid out for sending."""
 
     recording: Recording
+    path: ApiPath  # its request's path, in full form
     form: dict[str, Any]  # its request's form (matching.request_form)
     offsets: tuple[float, ...]
     payloads: tuple[bytes, ...]
@@ -38,6 +39,7 @@ class _Entry:
     @classmethod
     def of(cls, recording: Recording) -> _Entry:
         body = recording.request.get("body") or {}
+        path = api_path(recording.path)
         # A recording without per-chunk timing is sent at once: no delay of our invention.
         times = [e.t if recording.timed else 0.0 for e in recording.events or []]
         events = list(zip(times, event_bytes(recording.events), strict=True))
@@ -47,7 +49,8 @@ class _Entry:
             events = [(recording.elapsed or recording.incomplete.t, text.encode())]
         return cls(
             recording=recording,
-            form=request_form(recording.path, body),
+            path=path,
+            form=request_form(path, body),
             offsets=tuple(t for t, _ in events),
             payloads=tuple(raw for _, raw in events),
             resumable=resumable(recording),
@@ -169,7 +172,7 @@ class RecordingIndex:
         with self._lock:
             return self.version, [light(e.recording) for e in self._entries.values()], dict(self.problems)
 
-    def find(self, path: str, body: dict[str, Any]) -> Match | None:
+    def find(self, path: ApiPath, body: dict[str, Any]) -> Match | None:
         """The recording that answers ``body`` sent to ``path`` (the rule: ``matching.request_form``).
 
         A streamed request with ``stream_options.include_usage`` that no recording made with it
@@ -182,7 +185,7 @@ class RecordingIndex:
         if unread_fields(path, body, fields, limit=1):  # a field no recording has: nothing can match
             return None
         form = request_form(path, body, fields=fields)
-        entry = self._entries.get(match_key(path, form))
+        entry = self._entries.get(form_key(path, form))
         if entry is not None:
             return Match(entry)
         options = form.get("stream_options")
@@ -191,7 +194,7 @@ class RecordingIndex:
             without = {k: v for k, v in form.items() if k != "stream_options"}
             if rest:
                 without["stream_options"] = rest
-            entry = self._entries.get(match_key(path, without))
+            entry = self._entries.get(form_key(path, without))
             if entry is not None:
                 return Match(entry, note=USAGE_NOT_RECORDED)
         return None
@@ -203,7 +206,7 @@ class RecordingIndex:
             None,
         )
 
-    def closest(self, path: str, body: dict[str, Any]) -> Closest | None:
+    def closest(self, path: ApiPath, body: dict[str, Any]) -> Closest | None:
         """The recording for the same path whose request differs from ``body`` in the fewest fields.
 
         Bounded work, whatever the body: only the fields that recordings have are formed and
@@ -216,7 +219,7 @@ class RecordingIndex:
         best: Closest | None = None
         compared = 0
         for entry in self._entries.values():
-            if api_path(entry.recording.path) != api_path(path):
+            if entry.path != path:
                 continue
             compared += len(form.keys() | entry.form.keys())
             differing = differing_fields(form, entry.form)

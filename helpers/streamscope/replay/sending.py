@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..matching import api_path
+from ..matching import RESPONSES, ApiPath
 from ..recording import Recording
 from .contract import FAULT_HEADER, SENT_LOG_LENGTH, Fault
 from .index import _Entry
@@ -105,10 +105,10 @@ def _replay_headers(recording: Recording) -> dict[str, str]:
     return {k: v for k, v in recording.headers.items() if k.lower() not in _HOP_HEADERS}
 
 
-def _fault_event(path: str, after: int) -> bytes:
+def _fault_event(path: ApiPath, after: int) -> bytes:
     message = f"A server error staged by the replay server after event {after} ({FAULT_HEADER})."
     error = {"message": message, "type": "server_error", "param": None, "code": "streamscope_fault"}
-    if api_path(path) == "/v1/responses":
+    if path == RESPONSES:
         event = {
             "type": "error",
             "code": error["code"],
@@ -170,7 +170,7 @@ async def _sent_events(
                         line.sent_s.append(round(written, 6))
         incomplete = entry.recording.incomplete
         if fault is not None and fault.error_after is not None:
-            error = _fault_event(entry.recording.path, last)
+            error = _fault_event(entry.path, last)
             yield error
             line.bytes_sent += len(error)
             line.state = "error sent (fault)"

@@ -48,7 +48,6 @@ from .models import (
     MODELS_DIR_ENV,
     LocalModel,
     fetch_models,
-    model_for,
     model_path,
     verify_models,
 )
@@ -70,7 +69,6 @@ __all__ = [
     "ensure_server",
     "fetch_models",
     "installed_server",
-    "model_for",
     "model_path",
     "server_build",
     "unavailable",

@@ -217,7 +217,7 @@ def _compile(sources: Path, build: Path, log: Callable[[str], None]) -> Path:
         [*nice, "cmake", "--build", str(build), "--target", "llama-server", "-j", str(JOBS)],
     ]
     log(f"llama-server: building llama.cpp {SOURCE.llama_cpp} (the server target only, {JOBS} jobs; "
-        "about 8 min on 2 quiet cores)")  # fmt: skip
+        "about 4 min on 2 quiet cores)")  # fmt: skip
     build_log = build.parent / "build.log"
     for step in steps:
         with build_log.open("ab") as out:

@@ -29,7 +29,6 @@ __all__ = [
     "LocalModel",
     "fetch_models",
     "file_sha256",
-    "model_for",
     "model_path",
     "models_dir",
     "verify_models",
@@ -94,17 +93,6 @@ MODELS = (
     ),
 )
 CHAT_MODEL, COMPLETION_MODEL = (m.alias for m in MODELS)
-
-# Model names that only the legacy completions endpoint serves.
-_COMPLETIONS_ONLY = ("text-", "davinci", "babbage", "curie", "ada")
-
-
-def model_for(name: str) -> str:
-    """The local alias that stands in for an OpenAI model name: completions-only names get the base model."""
-    lowered = name.lower()
-    if lowered.startswith(_COMPLETIONS_ONLY) or lowered.endswith("-instruct"):
-        return COMPLETION_MODEL
-    return CHAT_MODEL
 
 
 def models_dir() -> Path:

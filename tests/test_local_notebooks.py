@@ -57,22 +57,8 @@ def _problems(cell: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-# Notebook 05's tool loop runs on llama-server (tool_choice "required"), but its trip-planner section
-# (section 4) still names its function in tool_choice, as the llama-cpp-python recording it replays
-# does, and llama-server reads a named tool_choice as "auto": SmolLM2's reply then fails llama-server's own
-# parser mid-stream (APIError "does not match the expected peg-native format"). Strict: once that
-# section has a llama-server twin, this fails, and the mark goes.
-_NO_TOOL_CALL = pytest.mark.xfail(
-    reason="05's plan_trip section names its function: llama-server reads it as auto and errors mid-stream",
-    strict=True,
-)
-CASES = [
-    pytest.param(p, marks=_NO_TOOL_CALL) if p.stem == "05_streaming_tool_calls" else p for p in NOTEBOOKS
-]
-
-
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_live_on_the_local_model(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMSCOPE_BACKEND", "local")
     monkeypatch.delenv("STREAMSCOPE_MODEL", raising=False)

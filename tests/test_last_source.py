@@ -46,19 +46,6 @@ def test_live_names_the_server():
     assert last_source("http://localhost:11434/v1").startswith("source: live http://localhost:11434/v1, ")
 
 
-def test_model_is_the_recorded_one_on_replay_and_current_or_chosen_live(monkeypatch):
-    monkeypatch.delenv("STREAMSCOPE_MODEL", raising=False)
-    assert streamscope.model("text-davinci-002", live="gpt-3.5-turbo-instruct", backend="replay") == (
-        "text-davinci-002"
-    )
-    live = "http://localhost:11434/v1"
-    assert streamscope.model("text-davinci-002", live="gpt-3.5-turbo-instruct", backend=live) == (
-        "gpt-3.5-turbo-instruct"
-    )
-    monkeypatch.setenv("STREAMSCOPE_MODEL", "llama3.2")
-    assert streamscope.model("text-davinci-002", live="gpt-3.5-turbo-instruct", backend=live) == "llama3.2"
-
-
 ONE_PLUS_ONE = [{"role": "user", "content": "What's 1+1? Answer in one word."}]
 
 

@@ -290,6 +290,32 @@ def test_a_recording_saved_while_serving_is_answered(tmp_path: Path) -> None:
         assert httpx2.post(srv.base_url + "/chat/completions", json=CHAT_BODY).status_code == 200
 
 
+def test_a_request_lists_the_folder_only_when_it_changed_or_its_listing_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request's lookup skips the listing of every file while the folder is unchanged, but a
+    file added is seen at once and one rewritten in place within _RELIST_S."""
+    synthetic_chat_recording().save(tmp_path / "test-count-to-5.json")
+    index = RecordingIndex(tmp_path)
+    listings = []
+    listing = index._listing
+    monkeypatch.setattr(index, "_listing", lambda: listings.append(1) or listing())
+    path = streamscope.matching.api_path("/v1/chat/completions")
+    for _ in range(5):
+        assert index.find(path, CHAT_BODY) is not None
+    assert listings == []
+    other = {**CHAT_BODY, "temperature": 1}
+    synthetic_chat_recording("test-other", body=other).save(tmp_path / "test-other.json")  # a new file
+    assert index.find(path, other) is not None
+    assert len(listings) == 1
+    later = [0.5 + 0.01 * i for i in range(len(synthetic_chat_recording().events or []))]
+    synthetic_chat_recording(offsets=later).save(tmp_path / "test-count-to-5.json")  # rewritten in place
+    time.sleep(streamscope.replay.index._RELIST_S * 1.5)
+    match = index.find(path, CHAT_BODY)
+    assert len(listings) == 2
+    assert match is not None and match.entry.offsets[0] == 0.5
+
+
 def test_serve_command_listens_answers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     synthetic_chat_recording().save(tmp_path / "test-count-to-5.json")
     command = [sys.executable, "-m", "streamscope", "serve", "--host", "127.0.0.1", "--port", "0"]

@@ -798,7 +798,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  the SDK's own cost: {sdk_cost_ms:.3f} ms of CPU per chunk (warm-up stream, whole client)")
         cost = ClientCost()
+        cpu_before, wall = cpu_seconds(server.pid), time.perf_counter()
         bare = [quiet(socket_streams, port, rec, 1, cost) for _ in range(args.runs)]
+        server_load = (cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - wall)
         print(f"  the same stream at the wire: a raw socket, a timestamp per read, {args.runs} rounds:")
         show(
             errors_line(
@@ -807,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
             errors_line("from the request's send", [send_errors(streams, chunks) for streams in bare], None),
         )
         print(f"  {cost.line()}")
+        print(f"  server CPU while serving it: {server_load:.1%} of one core")
         moments = sorted({t for t, _ in chunks})
         floor = [quiet(timer_floor, moments) for _ in range(args.runs)]
         print(f"  peer: a bare sleep-and-spin timer loop on the {len(moments)} moments, {args.runs} rounds:")

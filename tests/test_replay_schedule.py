@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import select
 import socket
 import statistics
+import time
 
 import openai
 import pytest
 from streamscope.replay import ReplayServer, sending
-from streamscope.replay.server import _bind, _precise_loop
+from streamscope.replay.server import _bind, _precise_loop, _ReplayProtocol
 
 from tests.synthetic_recordings import CHAT_BODY, finished_line, synthetic_chat_recording
 
@@ -63,3 +66,59 @@ def test_every_accepted_connection_has_tcp_nodelay() -> None:
     with asyncio.Runner(loop_factory=_precise_loop) as runner:
         runner.run(asyncio.wait_for(accept_three(), 10))
     assert len(seen) == 3 and all(seen)
+
+
+def test_the_loop_waits_to_a_fraction_of_a_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    """epoll alone waits whole milliseconds (CPython rounds a wait of 0.3 ms up to 1 ms); the server's
+    loop waits in select() on the epoll descriptor, whose timeout keeps the fraction, then collects
+    what is ready from epoll without waiting."""
+    waits: list[float] = []
+    real_select = select.select
+
+    def noted(*args: object) -> object:
+        waits.append(args[3])  # type: ignore[arg-type]
+        return real_select(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(select, "select", noted)
+
+    async def sleep_briefly() -> None:
+        await asyncio.sleep(0.0003)
+
+    with asyncio.Runner(loop_factory=_precise_loop) as runner:
+        runner.run(sleep_briefly())
+    assert any(0 < wait < 0.0003 + 1e-6 for wait in waits)
+
+
+def test_requests_that_arrive_together_are_dated_when_they_arrived(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop parses requests one at a time. Two that arrive while it is busy are dated when the
+    loop learned of them, together, not when each one's turn came (the second waits for the first's
+    slow parse here): a stream's schedule starts at its request's arrival."""
+    stalls = iter([0.5, 0.1])  # the first request holds the loop while the next two arrive; then the second
+    original = _ReplayProtocol.handle_events
+
+    def handle_events(self: _ReplayProtocol) -> None:
+        before = self.cycle
+        original(self)
+        if self.cycle is not None and self.cycle is not before:
+            time.sleep(next(stalls, 0.0))
+
+    monkeypatch.setattr(_ReplayProtocol, "handle_events", handle_events)
+    payload = json.dumps(CHAT_BODY).encode()
+    with ReplayServer(speed=0, recordings=[synthetic_chat_recording()]) as server:
+        request = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{server.port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(payload)}\r\nconnection: close\r\n\r\n"
+        ).encode() + payload
+        connections = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+        connections[0].sendall(request)
+        time.sleep(0.1)  # the server is in the first request's stall
+        for c in connections[1:]:
+            c.sendall(request)
+        for c in connections:
+            while c.recv(65536):
+                pass
+            c.close()
+        arrivals = sorted(line["arrived_at"] for line in server.sent)
+    assert len(arrivals) == 3
+    assert arrivals[1] - arrivals[0] > 0.3  # the second and third came during the first one's stall
+    assert arrivals[2] - arrivals[1] < 0.05  # not the second one's 0.1 s parse apart

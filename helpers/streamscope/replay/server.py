@@ -8,10 +8,13 @@ import errno
 import functools
 import json
 import resource
+import select
 import selectors
 import socket
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
@@ -36,9 +39,10 @@ __all__ = [
 class _ReplayProtocol(H11Protocol):
     """uvicorn's h11 protocol, with what the replay server needs from the connection.
 
-    - Each request's scope notes when its head arrived (the schedule of a replay starts
-      there: with many requests at once, a handler can start several milliseconds after
-      its request came in) and the connection's transport (to drop it mid-stream).
+    - Each request's scope notes when its head arrived, as the loop learned of it (the
+      schedule of a replay starts there: with many requests at once, the last is parsed, and
+      its handler starts, milliseconds after it came in) and the connection's transport (to
+      drop it mid-stream).
     - A request's head must arrive whole within ``request_timeout`` of its first byte (or
       of the connection's start): a client trickling headers gets a 408 and the connection
       ends. (uvicorn times out only idle keep-alive connections; h11 caps a head at 16 KiB.)
@@ -49,6 +53,7 @@ class _ReplayProtocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._request_timeout = request_timeout
         self._head_timer: asyncio.TimerHandle | None = None
+        self._received_at: float | None = None  # when the loop learned of the data being received
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -61,11 +66,18 @@ class _ReplayProtocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
             self._head_timer = self.loop.call_later(self._request_timeout, self._head_timed_out)
-        super().data_received(data)
+        self._received_at = _woken_at(self.loop)
+        try:
+            super().data_received(data)
+        finally:
+            self._received_at = None
 
     def handle_events(self) -> None:
         # Called as data arrives, and for a pipelined request when the one before it is answered.
-        arrived = self.loop.time()
+        # Data that arrived is dated when the loop learned of it (its wait returned), not when this
+        # connection's turn came: with a hundred requests at once, the last is parsed milliseconds
+        # after it arrived, and its stream must not start that much late.
+        arrived = self._received_at if self._received_at is not None else self.loop.time()
         previous = self.cycle
         super().handle_events()
         if self.cycle is not None and self.cycle is not previous:
@@ -99,10 +111,53 @@ class _ReplayProtocol(H11Protocol):
         self.transport.close()
 
 
+class _PreciseSelector(selectors.DefaultSelector):
+    """The platform's best selector (epoll on Linux), whose waits end to the microsecond.
+
+    epoll watches any number of connections (``select()`` takes no descriptor numbered 1024 or
+    more), but its wait is whole milliseconds (CPython rounds a timeout up), so a stream's event
+    due in 2.3 ms went out at 3 ms. The loop's wait is made with ``select()`` on the epoll
+    descriptor itself, which is readable as soon as any connection it watches is and whose
+    timeout is in microseconds; epoll then reports, without waiting, what is ready (so the spin
+    before each due time, ``sending._WAKE_LEAD_S``, covers only the machine's own wake-up delay).
+    If the epoll descriptor is itself numbered past ``select()``'s limit, waits are rounded up, as
+    plain epoll's.
+    """
+
+    _select_can_wait = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken_at: float | None = None  # time.monotonic() when the latest wait returned
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout > 0 and self._select_can_wait:
+            try:
+                select.select([self.fileno()], [], [], timeout)
+                timeout = 0
+            except (ValueError, AttributeError):  # past select()'s limit; a selector without a descriptor
+                self._select_can_wait = False
+        ready = super().select(timeout)
+        self.woken_at = time.monotonic()  # the loop's clock
+        return ready
+
+
+# Each loop made by _precise_loop, with its selector.
+_selectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PreciseSelector]
+_selectors = weakref.WeakKeyDictionary()
+
+
+def _woken_at(loop: asyncio.AbstractEventLoop) -> float | None:
+    """When the loop's latest wait returned (it runs on a ``_PreciseSelector``), else None."""
+    selector = _selectors.get(loop)
+    return selector.woken_at if selector is not None else None
+
+
 def _precise_loop() -> asyncio.AbstractEventLoop:
-    # epoll where there is one (any number of connections; waits rounded up to whole ms, which the
-    # spin before each due time makes up for), else the platform's best selector.
-    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+    selector = _PreciseSelector()
+    loop = asyncio.SelectorEventLoop(selector)
+    _selectors[loop] = selector
+    return loop
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -122,3 +122,22 @@ def test_requests_that_arrive_together_are_dated_when_they_arrived(monkeypatch: 
     assert len(arrivals) == 3
     assert arrivals[1] - arrivals[0] > 0.3  # the second and third came during the first one's stall
     assert arrivals[2] - arrivals[1] < 0.05  # not the second one's 0.1 s parse apart
+
+
+def test_waits_due_together_end_in_the_order_they_were_asked_for() -> None:
+    """A hundred streams whose requests arrived together have the same due times: each must keep its
+    place in every burst (asyncio's own timers, due together, end in an order of the heap's)."""
+
+    async def wake_order() -> list[int]:
+        due = asyncio.get_running_loop().time() + 0.02
+        woke: list[int] = []
+
+        async def wait(i: int) -> None:
+            await sending._sleep_until(due)
+            woke.append(i)
+
+        await asyncio.gather(*(wait(i) for i in range(20)))
+        return woke
+
+    with asyncio.Runner(loop_factory=_precise_loop) as runner:
+        assert runner.run(wake_order()) == list(range(20))

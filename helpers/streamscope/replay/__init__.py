@@ -21,20 +21,20 @@ write. A non-streamed recording's body goes out after its ``elapsed`` time. A
 client may choose its own speed per request with the ``X-Streamscope-Speed``
 header (``streamscope.client(speed=...)`` does this).
 
-Timing: an event is written about 0.2 ms after its due time, its write included,
-on a quiet machine (benchmarks/replay.py; a busy one adds its own delays). The server
-runs on asyncio's epoll loop, which watches any number of connections (``select()``
-takes no descriptor numbered 1024 or more: a thousand idle connections would end the
-server) but whose waits are whole milliseconds; the loop waits instead in ``select()``
-on the epoll descriptor alone, to the microsecond (``server._PreciseSelector``). One
-timer serves every stream's waits (``sending._Deadlines``): it wakes 0.6 ms before the
-next due time, to absorb the machine's own wake-up delay, spins, and releases the
-waits due together in the order they were asked for, so each stream keeps its place. The schedule
-starts when the request's head arrived, dated when the loop learned of it (by the
-protocol), not when it was parsed or its handler got to run. Each write goes straight out: h11 hands every body chunk to
-the transport as it is sent, and asyncio sets TCP_NODELAY on the accepted
-connections (see ``_bind``). uvicorn's httptools protocol measured no better here
-(on a busy machine), and would add a compiled dependency.
+Timing: an event is written about 0.2 ms after its due time, its write included, on a
+quiet machine (benchmarks/replay.py; a busy one adds its own delays). The server runs on
+asyncio's epoll loop, which watches any number of connections (``select()`` takes no
+descriptor numbered 1024 or more: a thousand idle connections would end the server) but
+whose waits are whole milliseconds; the loop waits instead in ``select()`` on the epoll
+descriptor alone, to the microsecond (``server._PreciseSelector``). One timer serves
+every stream's waits (``sending._Deadlines``): it wakes 0.6 ms before the next due time,
+to absorb the machine's own wake-up delay, spins, and releases the waits due together in
+the order they were asked for, so each stream keeps its place. The schedule starts when
+the request's head arrived, dated when the loop learned of it (by the protocol), not
+when it was parsed or its handler got to run. Each write goes straight out: h11 hands
+every body chunk to the transport as it is sent, and asyncio sets TCP_NODELAY on the
+accepted connections (see ``_bind``). uvicorn's httptools protocol measured no better
+here (on a busy machine), and would add a compiled dependency.
 
 Resuming: ``GET /v1/responses/{id}?stream=true&starting_after=N`` (the SDK's
 ``client.responses.retrieve(id, stream=True, starting_after=N)``) answers for a streamed

@@ -224,11 +224,13 @@ class RecordingIndex:
         listing: with a thousand recordings a listing takes milliseconds, and a hundred requests
         arriving at once would start their streams that much later, one after another. A file
         rewritten in place is seen within ``_RELIST_S``, or at once by a request no recording read
-        before answers (that one is matched again after a full listing: ``current``).
+        before answers (that one is matched again after a full listing: ``current``). While a
+        reading runs in a thread, every call takes the full path, so another thread than the
+        loop's still waits for it.
         """
         if self.directory is None:
             return
-        if quick and not self._folder_changed():
+        if quick and self._reading is None and not self._folder_changed():
             return
         signature = self._listing()
         with self._lock:
